@@ -1,0 +1,328 @@
+//! Turning an error into an [`ErrorClass`].
+//!
+//! The tables here follow what the servers document and what sqlx actually reports (see the field
+//! notes in DESIGN.md): PostgreSQL by SQLSTATE, MySQL/MariaDB by error number, SQLite by extended
+//! result code, and `std::io::Error` by kind.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+/// What kind of failure an error is, and so whether trying again can help.
+///
+/// ```
+/// use db_retry_runtime::{Classify, ErrorClass};
+///
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// assert_eq!(refused.classify(), ErrorClass::Connect);
+/// assert!(!ErrorClass::Connect.may_have_run());
+/// assert!(ErrorClass::ConnectionLost.may_have_run());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The client never reached the server, or the server refused the session. Nothing ran.
+    Connect,
+    /// The connection broke. Outside a transaction, the statement may have run.
+    ConnectionLost,
+    /// The server rolled the work back because of concurrency (serialization failure, deadlock,
+    /// lock timeout, `SQLITE_BUSY`). Nothing took effect.
+    Contention,
+    /// The server is overloaded, failing, or can no longer take writes (e.g. read-only after a
+    /// failover). The statement was rejected.
+    Unavailable,
+    /// Anything else: constraint violations, syntax errors, `RowNotFound`, decode errors, a
+    /// closed pool. Trying again gives the same answer.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// Whether the failed statement may have taken effect on the server.
+    ///
+    /// Only a lost connection is ambiguous: the server may have executed the statement (or
+    /// committed) before the reply was lost. Every other class is reported by the server before
+    /// or instead of doing the work.
+    pub const fn may_have_run(self) -> bool {
+        matches!(self, ErrorClass::ConnectionLost)
+    }
+
+    /// Whether the connection that produced this error must be thrown away rather than returned
+    /// to the pool.
+    ///
+    /// sqlx does not mark a connection broken when a query fails; it finds out only at the next
+    /// ping. A connection that saw a lost-connection or server-side failure is closed instead, so
+    /// the next attempt gets a fresh one.
+    pub const fn discards_connection(self) -> bool {
+        matches!(self, ErrorClass::ConnectionLost | ErrorClass::Unavailable)
+    }
+
+    /// Whether this class is worth another attempt at all (everything but
+    /// [`ErrorClass::Permanent`]).
+    pub const fn is_transient(self) -> bool {
+        !matches!(self, ErrorClass::Permanent)
+    }
+
+    /// A short stable name, as used in tracing events: `connect`, `connection_lost`,
+    /// `contention`, `unavailable` or `permanent`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::ConnectionLost => "connection_lost",
+            ErrorClass::Contention => "contention",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors that db-retry knows how to classify.
+///
+/// Implemented for every `std::error::Error + 'static` (which covers `sqlx::Error`,
+/// `std::io::Error` and your own `thiserror` enums): the error and then its
+/// [`source()`](std::error::Error::source) chain are searched for a `sqlx::Error` or an
+/// `io::Error`, and the first one found decides. Also implemented for `dyn Error` trait objects,
+/// so method syntax reaches through `Box<dyn Error + Send + Sync>` and `anyhow::Error`.
+///
+/// ```
+/// use db_retry_runtime::{Classify, ErrorClass};
+///
+/// #[derive(Debug)]
+/// struct RepoError(sqlx::Error);
+/// impl std::fmt::Display for RepoError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("repository failed")
+///     }
+/// }
+/// impl std::error::Error for RepoError {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// assert_eq!(RepoError(sqlx::Error::PoolTimedOut).classify(), ErrorClass::Connect);
+/// assert_eq!(RepoError(sqlx::Error::RowNotFound).classify(), ErrorClass::Permanent);
+/// ```
+pub trait Classify {
+    /// The class of this error.
+    fn classify(&self) -> ErrorClass;
+}
+
+impl<E: StdError + 'static> Classify for E {
+    fn classify(&self) -> ErrorClass {
+        classify_error(self)
+    }
+}
+
+impl Classify for dyn StdError + 'static {
+    fn classify(&self) -> ErrorClass {
+        classify_error(self)
+    }
+}
+
+impl Classify for dyn StdError + Send + 'static {
+    fn classify(&self) -> ErrorClass {
+        classify_error(self)
+    }
+}
+
+impl Classify for dyn StdError + Send + Sync + 'static {
+    fn classify(&self) -> ErrorClass {
+        classify_error(self)
+    }
+}
+
+/// Classify any error by searching it and its `source()` chain for a `sqlx::Error` or
+/// `std::io::Error`. An error chain that holds neither is [`ErrorClass::Permanent`].
+pub fn classify_error(error: &(dyn StdError + 'static)) -> ErrorClass {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(error) = error.downcast_ref::<sqlx::Error>() {
+            return classify_sqlx(error);
+        }
+        if let Some(error) = error.downcast_ref::<io::Error>() {
+            return classify_io(error);
+        }
+        if let Some(class) = classify_database_error(error) {
+            return class;
+        }
+        current = error.source();
+    }
+    ErrorClass::Permanent
+}
+
+/// Classify a `sqlx::Error`.
+///
+/// Each variant has a deliberate class: `PoolTimedOut` is [`ErrorClass::Connect`] (sqlx retries
+/// 53300 and 57P03 inside its connect phase and surfaces them this way), `Protocol` is
+/// [`ErrorClass::ConnectionLost`] (the stream is out of step and the connection is unusable),
+/// `Tls` is [`ErrorClass::Connect`]; `PoolClosed`, `WorkerCrashed`, `Configuration`,
+/// `RowNotFound`, decode and encode errors are permanent.
+pub fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
+    use sqlx::Error;
+    match error {
+        Error::Database(db) => classify_database(db.as_ref()),
+        Error::Io(io) => classify_io(io),
+        // A TLS failure happens while the session is being set up; nothing ran.
+        Error::Tls(_) => ErrorClass::Connect,
+        Error::PoolTimedOut => ErrorClass::Connect,
+        // The byte stream is out of step with the protocol: the connection is unusable and the
+        // statement may or may not have reached the server.
+        Error::Protocol(_) => ErrorClass::ConnectionLost,
+        // The pool was closed on purpose (shutdown); retrying would only delay the inevitable.
+        Error::PoolClosed => ErrorClass::Permanent,
+        // sqlx's background worker died; that is a bug or a panic, not a network condition.
+        Error::WorkerCrashed => ErrorClass::Permanent,
+        Error::Configuration(_)
+        | Error::RowNotFound
+        | Error::TypeNotFound { .. }
+        | Error::ColumnIndexOutOfBounds { .. }
+        | Error::ColumnNotFound(_)
+        | Error::ColumnDecode { .. }
+        | Error::Encode(_)
+        | Error::Decode(_)
+        | Error::AnyDriverError(_) => ErrorClass::Permanent,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Classify a `std::io::Error` by its kind.
+///
+/// Refused, unreachable and address errors mean nothing was sent ([`ErrorClass::Connect`]);
+/// resets, broken pipes, EOF and time-outs mean an established connection broke
+/// ([`ErrorClass::ConnectionLost`]). An `Other` error that wraps a classifiable error is
+/// classified by what it wraps.
+pub fn classify_io(error: &io::Error) -> ErrorClass {
+    use io::ErrorKind::*;
+    match error.kind() {
+        ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
+        | NotFound => ErrorClass::Connect,
+        ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe | UnexpectedEof
+        | TimedOut | NetworkDown => ErrorClass::ConnectionLost,
+        _ => match error.get_ref() {
+            Some(inner) => classify_error(inner),
+            None => ErrorClass::Permanent,
+        },
+    }
+}
+
+/// A driver's database error that reached us on its own, boxed outside a `sqlx::Error`.
+fn classify_database_error(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+    #[cfg(feature = "postgres")]
+    if let Some(db) = error.downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return Some(classify_database(db));
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(db) = error.downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return Some(classify_database(db));
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(db) = error.downcast_ref::<sqlx::sqlite::SqliteError>() {
+        return Some(classify_database(db));
+    }
+    let _ = error;
+    None
+}
+
+/// Classify an error reported by the database server.
+///
+/// The driver is recognised by downcasting (with the driver's feature on); a driver we cannot
+/// recognise is classified by its SQLSTATE alone.
+pub fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
+    #[cfg(feature = "mysql")]
+    if let Some(my) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return classify_mysql(my.number(), my.code());
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(lite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        let code = sqlx::error::DatabaseError::code(lite).and_then(|code| code.parse::<i32>().ok());
+        return code.map_or(ErrorClass::Permanent, classify_sqlite);
+    }
+    match error.code() {
+        Some(code) => classify_postgres(&code, error.message()),
+        None => ErrorClass::Permanent,
+    }
+}
+
+/// Classify a PostgreSQL SQLSTATE; `message` disambiguates the codes that PgBouncer and
+/// PostgreSQL reuse for several causes.
+///
+/// 57014 (`query_canceled`) is permanent: it is what the user's own `statement_timeout` and an
+/// operator's `pg_cancel_backend` report, and retrying would defeat both. The one exception is a
+/// hot standby cancelling a query because of a conflict with recovery, which is contention.
+pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
+    match sqlstate {
+        // connection_exception family: the client could not establish the session.
+        "08001" | "08004" => ErrorClass::Connect,
+        // too_many_connections, cannot_connect_now (starting up, shutting down, recovering).
+        "53300" | "57P03" => ErrorClass::Connect,
+        // PgBouncer reports its own pool limits with protocol_violation; nothing ran.
+        "08P01" if message.contains("no more connections allowed")
+            || message.contains("query_wait_timeout")
+            || message.contains("pgbouncer cannot connect to server") =>
+        {
+            ErrorClass::Connect
+        }
+        "08000" | "08003" | "08006" | "08007" | "08P01" => ErrorClass::ConnectionLost,
+        // admin_shutdown (pg_terminate_backend, smart/fast stop), crash_shutdown,
+        // idle_session_timeout, idle_in_transaction_session_timeout: the session is gone.
+        "57P01" | "57P02" | "57P05" | "25P03" => ErrorClass::ConnectionLost,
+        // statement_completion_unknown: by definition it may have run.
+        "40003" => ErrorClass::ConnectionLost,
+        // serialization_failure, deadlock_detected, lock_not_available, object_in_use.
+        "40001" | "40P01" | "55P03" | "55006" => ErrorClass::Contention,
+        "57014" if message.contains("conflict with recovery") => ErrorClass::Contention,
+        // insufficient_resources family, system errors, read-only after failover.
+        "53000" | "53100" | "53200" | "53400" | "58000" | "58030" | "25006" => {
+            ErrorClass::Unavailable
+        }
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Classify a MySQL/MariaDB error by its error number; `sqlstate` covers numbers this table does
+/// not list but whose SQLSTATE is unambiguous (40001 is always a rolled-back transaction).
+pub fn classify_mysql(number: u16, sqlstate: Option<&str>) -> ErrorClass {
+    match number {
+        // ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS, CR_CONNECTION_ERROR,
+        // CR_CONN_HOST_ERROR.
+        1040 | 1203 | 2002 | 2003 => ErrorClass::Connect,
+        // ER_SERVER_SHUTDOWN, ER_NET_READ_ERROR..ER_NET_WRITE_INTERRUPTED, ER_CONNECTION_KILLED
+        // (MariaDB), ER_CLIENT_INTERACTION_TIMEOUT, CR_SERVER_GONE_ERROR, CR_SERVER_LOST.
+        1053 | 1158..=1161 | 1927 | 4031 | 2006 | 2013 => ErrorClass::ConnectionLost,
+        // ER_LOCK_DEADLOCK (whole transaction rolled back), ER_LOCK_WAIT_TIMEOUT (only the
+        // statement rolled back: retry the transaction as a whole), ER_LOCK_NOWAIT.
+        1213 | 1205 | 3572 => ErrorClass::Contention,
+        // ER_OPTION_PREVENTS_STATEMENT (--read-only), ER_READ_ONLY_MODE,
+        // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: this node no longer takes writes.
+        1290 | 1836 | 1792 => ErrorClass::Unavailable,
+        // ER_QUERY_INTERRUPTED (KILL QUERY), ER_QUERY_TIMEOUT (max_execution_time): the user's
+        // own limits.
+        1317 | 3024 => ErrorClass::Permanent,
+        _ => match sqlstate {
+            Some("40001") => ErrorClass::Contention,
+            Some("08S01") => ErrorClass::ConnectionLost,
+            _ => ErrorClass::Permanent,
+        },
+    }
+}
+
+/// Classify an SQLite extended result code.
+///
+/// `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6) and all their extended codes (261 BUSY_RECOVERY,
+/// 517 BUSY_SNAPSHOT, 773 BUSY_TIMEOUT, 262 LOCKED_SHAREDCACHE, 518 LOCKED_VTAB) are contention.
+/// BUSY_SNAPSHOT can only succeed in a new transaction, which is what a retry of the whole unit
+/// gives.
+pub fn classify_sqlite(extended_code: i32) -> ErrorClass {
+    const SQLITE_BUSY: i32 = 5;
+    const SQLITE_LOCKED: i32 = 6;
+    match extended_code & 0xff {
+        SQLITE_BUSY | SQLITE_LOCKED => ErrorClass::Contention,
+        _ => ErrorClass::Permanent,
+    }
+}

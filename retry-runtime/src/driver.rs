@@ -1,0 +1,262 @@
+//! The retry driver: decides after each failed attempt whether and when to try again.
+//!
+//! The attribute and [`retry`] share it. The loop itself lives with the caller (in the rewritten
+//! function, or in [`retry`]) so that the error is judged and dropped *before* the backoff
+//! `.await`: a future that held the error across the sleep would not be `Send` whenever the error
+//! isn't.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backoff::Schedule;
+use crate::classify::{Classify, ErrorClass};
+use crate::observe;
+use crate::policy::RetryPolicy;
+
+/// The judgement of one failed attempt, as the classifier made it.
+///
+/// Built-in classification gives a [`ErrorClass`]; a user classifier may answer with a class or
+/// with a plain `bool` (true = retry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The error's class; the policy decides whether it is retried.
+    Class(ErrorClass),
+    /// A user classifier's yes or no; the policy's `on` and `idempotent` don't apply.
+    Retry(bool),
+}
+
+impl From<ErrorClass> for Verdict {
+    fn from(class: ErrorClass) -> Self {
+        Verdict::Class(class)
+    }
+}
+
+impl From<bool> for Verdict {
+    fn from(retry: bool) -> Self {
+        Verdict::Retry(retry)
+    }
+}
+
+/// Where in a unit of work the error happened; it decides whether the statement may have run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// A statement on its own (autocommit): a lost connection leaves it ambiguous.
+    #[default]
+    Statement,
+    /// Inside an open transaction, before COMMIT was sent: the server rolls it back when the
+    /// connection dies, so nothing took effect.
+    Transaction,
+    /// During COMMIT: a lost connection leaves the outcome unknown.
+    Commit,
+}
+
+/// The state of one call across its attempts.
+///
+/// ```
+/// use db_retry_runtime::{Classify, Retrier, RetryPolicy};
+///
+/// # async fn query() -> Result<u32, sqlx::Error> { Ok(1) }
+/// # async fn run() -> Result<u32, sqlx::Error> {
+/// let policy = RetryPolicy::default();
+/// let mut retrier = Retrier::new(&policy, "query");
+/// loop {
+///     let delay = match query().await {
+///         Ok(value) => {
+///             retrier.succeeded();
+///             return Ok(value);
+///         }
+///         Err(error) => match retrier.retry_after(&error, error.classify()) {
+///             Some(delay) => delay,
+///             None => return Err(error),
+///         },
+///     };
+///     db_retry_runtime::sleep(delay).await;
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Retrier<'p> {
+    policy: &'p RetryPolicy,
+    function: &'static str,
+    retries: u32,
+    /// Read only when the policy has a deadline, so the happy path reads no clock otherwise.
+    started: Option<Instant>,
+    schedule: Schedule,
+}
+
+impl<'p> Retrier<'p> {
+    /// Start a call named `function` (the name appears in tracing events).
+    #[inline]
+    pub fn new(policy: &'p RetryPolicy, function: &'static str) -> Self {
+        Retrier {
+            policy,
+            function,
+            retries: 0,
+            started: policy.deadline.map(|_| Instant::now()),
+            schedule: Schedule::new(),
+        }
+    }
+
+    /// Retries made so far.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// Record a success; emits a DEBUG event if it took retries, nothing otherwise.
+    #[inline]
+    pub fn succeeded(&self) {
+        if self.retries > 0 {
+            observe::succeeded_after_retries(self.function, self.retries + 1);
+        }
+    }
+
+    /// Judge a failed attempt outside a transaction. Returns the delay before the next attempt,
+    /// or `None` when the error must go to the caller.
+    pub fn retry_after<E: Display + ?Sized>(
+        &mut self,
+        error: &E,
+        verdict: impl Into<Verdict>,
+    ) -> Option<Duration> {
+        self.retry_after_in(error, verdict.into(), Phase::Statement)
+    }
+
+    /// Judge a failed attempt that happened in `phase` of a unit of work.
+    pub fn retry_after_in<E: Display + ?Sized>(
+        &mut self,
+        error: &E,
+        verdict: Verdict,
+        phase: Phase,
+    ) -> Option<Duration> {
+        let (class, may_have_run, wanted) = match verdict {
+            Verdict::Class(class) => {
+                let may_have_run = class.may_have_run() && phase != Phase::Transaction;
+                let wanted = self.policy.retry_on.covers(class)
+                    && (self.policy.idempotent || !may_have_run);
+                if class.is_transient() && !wanted && self.policy.retry_on.covers(class) {
+                    observe::gave_up(
+                        self.function,
+                        self.retries + 1,
+                        Some(class),
+                        "the statement may have run and the function is not idempotent",
+                        error,
+                    );
+                }
+                (Some(class), may_have_run, wanted)
+            }
+            Verdict::Retry(retry) => (None, false, retry),
+        };
+        if !wanted {
+            return None;
+        }
+        if self.retries >= self.policy.max_retries {
+            if self.policy.max_retries > 0 {
+                observe::gave_up(
+                    self.function,
+                    self.retries + 1,
+                    class,
+                    "no retries left",
+                    error,
+                );
+            }
+            return None;
+        }
+        let delay = self.schedule.next_delay(self.policy, self.retries);
+        if let (Some(deadline), Some(started)) = (self.policy.deadline, self.started) {
+            if started.elapsed() + delay >= deadline {
+                observe::gave_up(
+                    self.function,
+                    self.retries + 1,
+                    class,
+                    "the deadline would pass before the next attempt",
+                    error,
+                );
+                return None;
+            }
+        }
+        self.retries += 1;
+        observe::retrying(self.function, self.retries, delay, class, may_have_run, error);
+        Some(delay)
+    }
+}
+
+/// Wait before the next attempt, on tokio's clock (so paused-clock tests see exact delays).
+pub async fn sleep(delay: Duration) {
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Run `operation` until it succeeds, fails with an error the policy does not retry, or runs out
+/// of retries; the function form of `#[db_retry]`.
+///
+/// Each attempt calls `operation` again, so the closure should acquire what it needs (take the
+/// pool, not a connection).
+///
+/// ```no_run
+/// use db_retry_runtime::{retry, RetryPolicy};
+/// use sqlx::PgPool;
+///
+/// async fn count_users(pool: &PgPool) -> Result<i64, sqlx::Error> {
+///     let policy = RetryPolicy::builder().max_retries(5).build().expect("valid policy");
+///     retry(&policy, || async {
+///         sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await
+///     })
+///     .await
+/// }
+/// ```
+///
+/// The error type must implement [`Classify`] (every `std::error::Error + 'static` does). For
+/// `anyhow::Error`, `Box<dyn Error>` or a classifier of your own, use [`retry_with`].
+pub async fn retry<T, E, F, Fut>(policy: &RetryPolicy, operation: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Classify + Display,
+{
+    retry_with(policy, |error: &E| error.classify(), operation).await
+}
+
+/// [`retry`] with an explicit classifier: `classify` returns an [`ErrorClass`] (the policy
+/// decides) or a `bool` (true = retry).
+///
+/// ```
+/// use db_retry_runtime::{retry_with, Classify, RetryPolicy};
+///
+/// # async fn run() -> anyhow::Result<()> {
+/// let policy = RetryPolicy::default();
+/// retry_with(&policy, |error: &anyhow::Error| error.classify(), || async {
+///     anyhow::Ok(())
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn retry_with<T, E, V, C, F, Fut>(
+    policy: &RetryPolicy,
+    mut classify: C,
+    mut operation: F,
+) -> Result<T, E>
+where
+    C: FnMut(&E) -> V,
+    V: Into<Verdict>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    let mut retrier = Retrier::new(policy, std::any::type_name::<F>());
+    loop {
+        let delay = match operation().await {
+            Ok(value) => {
+                retrier.succeeded();
+                return Ok(value);
+            }
+            Err(error) => match retrier.retry_after(&error, classify(&error)) {
+                Some(delay) => delay,
+                None => return Err(error),
+            },
+        };
+        sleep(delay).await;
+    }
+}
