@@ -1,0 +1,336 @@
+//! The attribute's grammar: `key = value` pairs, each parsed and checked on its own so that one
+//! bad key gives exactly one error.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned as _;
+use syn::{Expr, ExprLit, Ident, Lit, Path, Token};
+
+/// Every key the attribute accepts, in the order the docs list them.
+pub(crate) const KEYS: &[&str] = &[
+    "max",
+    "on",
+    "backoff",
+    "base",
+    "cap",
+    "jitter",
+    "deadline",
+    "idempotent",
+    "crate",
+];
+
+/// A value together with the span of the tokens it was written as.
+#[derive(Clone)]
+pub(crate) struct Spanned<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+#[derive(Clone)]
+pub(crate) enum On {
+    Transient,
+    Connection,
+    Contention,
+    /// A user function `fn(&E) -> bool` or `fn(&E) -> ErrorClass`.
+    Classifier(Path),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BackoffKind {
+    Exponential,
+    Fixed,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JitterKind {
+    Full,
+    Equal,
+    Decorrelated,
+    None,
+}
+
+/// The attribute's arguments as written; `None` means the key was not given.
+#[derive(Clone, Default)]
+pub(crate) struct Args {
+    pub max: Option<Spanned<u32>>,
+    pub on: Option<Spanned<On>>,
+    pub backoff: Option<Spanned<BackoffKind>>,
+    pub base: Option<Spanned<Duration>>,
+    pub cap: Option<Spanned<Duration>>,
+    pub jitter: Option<Spanned<JitterKind>>,
+    pub deadline: Option<Spanned<Duration>>,
+    pub idempotent: Option<Spanned<bool>>,
+    pub krate: Option<Path>,
+}
+
+struct Pair {
+    key: Ident,
+    value: Expr,
+}
+
+fn parse_pair(input: ParseStream) -> syn::Result<Pair> {
+    let key = Ident::parse_any(input)?;
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(
+            key.span(),
+            format!("expected `{key} = <value>`: every db_retry argument is a `key = value` pair"),
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    let value = input.parse::<Expr>()?;
+    Ok(Pair { key, value })
+}
+
+/// Parse the attribute's tokens. Syntax errors stop at the first; a bad value for one key does
+/// not hide the others.
+pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<Args> {
+    let parser = |input: ParseStream| Punctuated::<Pair, Token![,]>::parse_terminated_with(input, parse_pair);
+    let pairs = parser.parse2(tokens)?;
+    let mut args = Args::default();
+    let mut errors: Option<syn::Error> = None;
+    for pair in pairs {
+        if let Err(error) = args.set(pair) {
+            match &mut errors {
+                Some(errors) => errors.combine(error),
+                None => errors = Some(error),
+            }
+        }
+    }
+    match errors {
+        Some(errors) => Err(errors),
+        None => Ok(args),
+    }
+}
+
+impl Args {
+    fn set(&mut self, Pair { key, value }: Pair) -> syn::Result<()> {
+        let name = key.to_string();
+        let span = value.span();
+        macro_rules! once {
+            ($field:expr, $parsed:expr) => {{
+                if $field.is_some() {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("`{name}` is set more than once; keep one"),
+                    ));
+                }
+                $field = Some(Spanned {
+                    value: $parsed?,
+                    span,
+                });
+            }};
+        }
+        match name.as_str() {
+            "max" => once!(self.max, parse_max(&value)),
+            "on" => once!(self.on, parse_on(&value)),
+            "backoff" => once!(self.backoff, parse_backoff(&value)),
+            "base" => once!(self.base, parse_duration("base", &value)),
+            "cap" => once!(self.cap, parse_duration("cap", &value)),
+            "jitter" => once!(self.jitter, parse_jitter(&value)),
+            "deadline" => once!(self.deadline, parse_duration("deadline", &value)),
+            "idempotent" => once!(self.idempotent, parse_bool("idempotent", &value)),
+            "crate" => {
+                if self.krate.is_some() {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        "`crate` is set more than once; keep one",
+                    ));
+                }
+                self.krate = Some(parse_path("crate", &value)?);
+            }
+            _ => return Err(unknown_key(&key)),
+        }
+        Ok(())
+    }
+}
+
+fn unknown_key(key: &Ident) -> syn::Error {
+    let name = key.to_string();
+    let expected = KEYS.join(", ");
+    let message = match closest(&name, KEYS) {
+        Some(close) => format!(
+            "unknown db_retry argument `{name}`; did you mean `{close}`? expected one of: {expected}"
+        ),
+        None => format!("unknown db_retry argument `{name}`; expected one of: {expected}"),
+    };
+    syn::Error::new(key.span(), message)
+}
+
+/// The candidate within edit distance 2 of `word`, if any.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|candidate| (edit_distance(word, candidate), *candidate))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+fn literal(value: &Expr) -> Option<&Lit> {
+    match value {
+        Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        Expr::Group(group) => literal(&group.expr),
+        _ => None,
+    }
+}
+
+fn word(value: &Expr) -> Option<&Ident> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+            path.path.get_ident()
+        }
+        Expr::Group(group) => word(&group.expr),
+        _ => None,
+    }
+}
+
+fn parse_max(value: &Expr) -> syn::Result<u32> {
+    const WANT: &str = "`max` takes the number of retries after the first attempt, 0 to 100";
+    let Some(Lit::Int(int)) = literal(value) else {
+        return Err(syn::Error::new_spanned(value, WANT));
+    };
+    if !int.suffix().is_empty() {
+        return Err(syn::Error::new_spanned(
+            int,
+            format!("`max` is a plain count, without a suffix; {WANT}"),
+        ));
+    }
+    match int.base10_parse::<u32>() {
+        Ok(max) if max <= 100 => Ok(max),
+        _ => Err(syn::Error::new_spanned(
+            int,
+            format!("`max = {}` is out of range; {WANT}", int.base10_digits()),
+        )),
+    }
+}
+
+fn parse_on(value: &Expr) -> syn::Result<On> {
+    if let Some(ident) = word(value) {
+        match ident.to_string().as_str() {
+            "transient" => return Ok(On::Transient),
+            "connection" => return Ok(On::Connection),
+            "contention" => return Ok(On::Contention),
+            _ => {}
+        }
+    }
+    match value {
+        Expr::Path(path) if path.qself.is_none() => Ok(On::Classifier(path.path.clone())),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`on` takes `transient`, `connection`, `contention`, or the path of a classifier \
+             function `fn(&E) -> bool` or `fn(&E) -> db_retry::ErrorClass`",
+        )),
+    }
+}
+
+fn parse_backoff(value: &Expr) -> syn::Result<BackoffKind> {
+    let kind = word(value).and_then(|ident| match ident.to_string().as_str() {
+        "exponential" => Some(BackoffKind::Exponential),
+        "fixed" => Some(BackoffKind::Fixed),
+        "none" => Some(BackoffKind::None),
+        _ => None,
+    });
+    kind.ok_or_else(|| {
+        syn::Error::new_spanned(
+            value,
+            "unknown `backoff`; expected one of: exponential, fixed, none",
+        )
+    })
+}
+
+fn parse_jitter(value: &Expr) -> syn::Result<JitterKind> {
+    let kind = word(value).and_then(|ident| match ident.to_string().as_str() {
+        "full" => Some(JitterKind::Full),
+        "equal" => Some(JitterKind::Equal),
+        "decorrelated" => Some(JitterKind::Decorrelated),
+        "none" => Some(JitterKind::None),
+        _ => None,
+    });
+    kind.ok_or_else(|| {
+        syn::Error::new_spanned(
+            value,
+            "unknown `jitter`; expected one of: full, equal, decorrelated, none",
+        )
+    })
+}
+
+fn parse_bool(key: &str, value: &Expr) -> syn::Result<bool> {
+    match literal(value) {
+        Some(Lit::Bool(b)) => Ok(b.value),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` takes `true` or `false`"),
+        )),
+    }
+}
+
+fn parse_path(key: &str, value: &Expr) -> syn::Result<Path> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() => Ok(path.path.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` takes a path, such as `db_retry` or `my_crate::db_retry`"),
+        )),
+    }
+}
+
+/// `100ms`, `5s`, `1m`: an integer literal whose suffix is the unit.
+fn parse_duration(key: &str, value: &Expr) -> syn::Result<Duration> {
+    let want = format!("`{key}` takes an integer with a unit: `ms`, `s` or `m` (e.g. `{key} = 250ms`)");
+    let Some(Lit::Int(int)) = literal(value) else {
+        return Err(syn::Error::new_spanned(value, want));
+    };
+    let amount: u64 = int
+        .base10_parse()
+        .map_err(|_| syn::Error::new_spanned(int, format!("`{key}` is too large")))?;
+    let duration = match int.suffix() {
+        "ms" => Some(Duration::from_millis(amount)),
+        "s" => Some(Duration::from_secs(amount)),
+        "m" => amount.checked_mul(60).map(Duration::from_secs),
+        "" => {
+            return Err(syn::Error::new_spanned(
+                int,
+                format!("`{key} = {amount}` needs a unit: write `{amount}ms`, `{amount}s` or `{amount}m`"),
+            ))
+        }
+        other => {
+            return Err(syn::Error::new_spanned(
+                int,
+                format!("unknown unit `{other}` in `{key}`; expected `ms`, `s` or `m`"),
+            ))
+        }
+    };
+    duration.ok_or_else(|| syn::Error::new_spanned(int, format!("`{key}` is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_keys() {
+        assert_eq!(closest("mx", KEYS), Some("max"));
+        assert_eq!(closest("jiter", KEYS), Some("jitter"));
+        assert_eq!(closest("retries", KEYS), None);
+    }
+}

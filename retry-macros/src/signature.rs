@@ -1,0 +1,272 @@
+//! What the rewrite needs to know about the function's signature, and the checks on it: an
+//! `async fn` returning `Result`, and the `#[acquire]` / `#[transaction]` parameter helpers.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{
+    Attribute, FnArg, GenericArgument, Ident, ItemFn, Pat, PatIdent, PathArguments, ReturnType,
+    Type, TypeReference,
+};
+
+/// How one parameter gets into each attempt.
+pub(crate) enum Rebind {
+    /// References (`&T`) and receivers: the attempt uses them as they are.
+    AsIs,
+    /// `&mut T`: reborrowed for each attempt, so every attempt has its own borrow.
+    Reborrow(Ident),
+    /// A by-value argument: cloned for each attempt into the user's pattern. `source` is the name
+    /// the signature gives it; `ty_span` points the "not Clone" error at the type.
+    Clone {
+        pat: Pat,
+        source: Ident,
+        ty_span: Span,
+    },
+}
+
+/// Which connection the body runs on.
+pub(crate) enum Unit {
+    /// The body takes connections itself (typically from a pool argument).
+    Plain,
+    /// `#[acquire] name: &mut Conn`: a fresh pool connection per attempt.
+    Acquire { name: Ident, conn: Type },
+    /// `#[transaction] name: &mut Conn`: a fresh connection and transaction per attempt.
+    Transaction { name: Ident, conn: Type },
+}
+
+pub(crate) struct Analysis {
+    pub rebinds: Vec<Rebind>,
+    pub unit: Unit,
+    /// The return type with `impl Trait` replaced by `_`, for typing each attempt's block.
+    pub ret: Type,
+}
+
+/// Remove `#[acquire]` / `#[transaction]` from the parameters, so the function can be emitted
+/// unchanged next to an error without "cannot find attribute" errors piling on.
+pub(crate) fn strip_helpers(func: &mut ItemFn) {
+    for input in &mut func.sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            typed.attrs.retain(|attr| helper_kind(attr).is_none());
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Helper {
+    Acquire,
+    Transaction,
+}
+
+fn helper_kind(attr: &Attribute) -> Option<Helper> {
+    if attr.path().is_ident("acquire") {
+        Some(Helper::Acquire)
+    } else if attr.path().is_ident("transaction") {
+        Some(Helper::Transaction)
+    } else {
+        None
+    }
+}
+
+/// Check the signature and rewrite its parameters for the retry loop: helper parameters become
+/// pools, pattern parameters get a name, `mut` moves from the signature to the per-attempt
+/// binding.
+pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analysis> {
+    check_async(func)?;
+    let ret = result_type(&func.sig.output, &func.sig.ident)?;
+
+    let mut rebinds = Vec::new();
+    let mut unit = Unit::Plain;
+    let mut helper_span: Option<Span> = None;
+    for (index, input) in func.sig.inputs.iter_mut().enumerate() {
+        let typed = match input {
+            FnArg::Receiver(_) => {
+                rebinds.push(Rebind::AsIs);
+                continue;
+            }
+            FnArg::Typed(typed) => typed,
+        };
+
+        let mut helper = None;
+        for attr in &typed.attrs {
+            if let Some(kind) = helper_kind(attr) {
+                if helper_span.is_some() {
+                    return Err(syn::Error::new(
+                        attr.span(),
+                        "only one `#[acquire]` or `#[transaction]` per function: each attempt runs on one connection",
+                    ));
+                }
+                attr.meta.require_path_only()?;
+                helper_span = Some(attr.span());
+                helper = Some(kind);
+            }
+        }
+        typed.attrs.retain(|attr| helper_kind(attr).is_none());
+
+        if let Some(kind) = helper {
+            let (name, conn) = connection_param(&typed.pat, &typed.ty, kind)?;
+            let pool: Type = syn::parse_quote_spanned! {typed.ty.span()=>
+                &#krate::__private::Pool<<#conn as #krate::__private::Connection>::Database>
+            };
+            *typed.ty = pool;
+            unit = match kind {
+                Helper::Acquire => Unit::Acquire { name, conn },
+                Helper::Transaction => Unit::Transaction { name, conn },
+            };
+            rebinds.push(Rebind::AsIs);
+            continue;
+        }
+
+        let rebind = match (&*typed.ty, &mut *typed.pat) {
+            (Type::Reference(TypeReference { mutability: None, .. }), _) => Rebind::AsIs,
+            (Type::Reference(TypeReference { mutability: Some(_), .. }), Pat::Ident(pat))
+                if pat.subpat.is_none() && pat.by_ref.is_none() =>
+            {
+                pat.mutability = None;
+                Rebind::Reborrow(pat.ident.clone())
+            }
+            (_, Pat::Ident(pat)) if pat.subpat.is_none() && pat.by_ref.is_none() => {
+                let user_pat = Pat::Ident(pat.clone());
+                pat.mutability = None;
+                Rebind::Clone {
+                    pat: user_pat,
+                    source: pat.ident.clone(),
+                    ty_span: typed.ty.span(),
+                }
+            }
+            (_, pat) => {
+                let source = Ident::new(&format!("__db_retry_arg{index}"), Span::mixed_site());
+                let user_pat = std::mem::replace(
+                    pat,
+                    Pat::Ident(PatIdent {
+                        attrs: Vec::new(),
+                        by_ref: None,
+                        mutability: None,
+                        ident: source.clone(),
+                        subpat: None,
+                    }),
+                );
+                Rebind::Clone {
+                    pat: user_pat,
+                    source,
+                    ty_span: typed.ty.span(),
+                }
+            }
+        };
+        rebinds.push(rebind);
+    }
+    Ok(Analysis { rebinds, unit, ret })
+}
+
+fn check_async(func: &ItemFn) -> syn::Result<()> {
+    if func.sig.asyncness.is_some() {
+        return Ok(());
+    }
+    if returns_boxed_future(&func.sig.output) {
+        return Err(syn::Error::new(
+            func.sig.fn_token.span,
+            "#[db_retry] cannot rewrite a method of an `#[async_trait]` impl: it only sees the \
+             boxed future. Use a native `async fn` in the trait (Rust 1.75+), or put \
+             #[db_retry] on an inherent async fn that the method calls",
+        ));
+    }
+    Err(syn::Error::new(
+        func.sig.fn_token.span,
+        "#[db_retry] applies to `async fn` only: each retry awaits a backoff delay; write `async fn`",
+    ))
+}
+
+/// `Pin<Box<dyn Future<…> + …>>`, the shape `#[async_trait]` leaves behind.
+fn returns_boxed_future(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    let text = quote::quote!(#ty).to_string().replace(' ', "");
+    text.contains("Pin<Box<dyn") && text.contains("Future")
+}
+
+/// The return type, which must be `Result<_, _>` (or any alias named `Result`), with
+/// `impl Trait` erased to `_`.
+fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
+    let ty = match output {
+        ReturnType::Default => {
+            return Err(syn::Error::new(
+                name.span(),
+                "#[db_retry] needs a function that returns `Result<T, E>`: the error decides whether to retry",
+            ))
+        }
+        ReturnType::Type(_, ty) => ty,
+    };
+    let is_result = match &**ty {
+        Type::Path(path) if path.qself.is_none() => {
+            path.path.segments.last().is_some_and(|last| {
+                last.ident == "Result"
+                    && match &last.arguments {
+                        PathArguments::AngleBracketed(args) => args
+                            .args
+                            .iter()
+                            .all(|arg| matches!(arg, GenericArgument::Type(_) | GenericArgument::Lifetime(_))),
+                        _ => false,
+                    }
+            })
+        }
+        _ => false,
+    };
+    if !is_result {
+        return Err(syn::Error::new_spanned(
+            ty,
+            "#[db_retry] needs a function that returns `Result<T, E>` (or an alias named `Result`): the error decides whether to retry",
+        ));
+    }
+    let mut ret = (**ty).clone();
+    EraseImplTrait.visit_type_mut(&mut ret);
+    Ok(ret)
+}
+
+struct EraseImplTrait;
+
+impl VisitMut for EraseImplTrait {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(imp) = ty {
+            *ty = Type::Infer(syn::TypeInfer {
+                underscore_token: syn::Token![_](imp.impl_token.span),
+            });
+            return;
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
+    }
+}
+
+/// `name: &mut Conn` for a helper parameter.
+fn connection_param(pat: &Pat, ty: &Type, helper: Helper) -> syn::Result<(Ident, Type)> {
+    let which = match helper {
+        Helper::Acquire => "#[acquire]",
+        Helper::Transaction => "#[transaction]",
+    };
+    let conn = match ty {
+        Type::Reference(TypeReference {
+            mutability: Some(_),
+            elem,
+            ..
+        }) => (**elem).clone(),
+        _ => {
+            return Err(syn::Error::new_spanned(
+                ty,
+                format!(
+                    "{which} goes on a `&mut` sqlx connection parameter, such as `conn: &mut PgConnection`; callers then pass a pool"
+                ),
+            ))
+        }
+    };
+    match pat {
+        Pat::Ident(PatIdent {
+            ident,
+            subpat: None,
+            by_ref: None,
+            ..
+        }) => Ok((ident.clone(), conn)),
+        _ => Err(syn::Error::new_spanned(
+            pat,
+            format!("{which} needs a plain parameter name, such as `conn`"),
+        )),
+    }
+}
