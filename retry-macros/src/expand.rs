@@ -82,13 +82,13 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
     let verdict = Ident::new("verdict", mixed);
 
     let policy = policy_tokens(config, &private);
-    let name = sig.ident.to_string();
+    let name = format!("::{}", sig.ident);
     let ret = &analysis.ret;
     let fake_return = fake_return(ret);
     let rebinds = rebind_tokens(&analysis.rebinds, &private);
     let classify = classify_tokens(&config.on, &private, &error);
 
-    let (setup, attempt, judge) = match &analysis.unit {
+    let (setup, attempt, release, judge) = match &analysis.unit {
         Unit::Plain => (
             quote!(),
             quote! {
@@ -98,6 +98,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                     #block
                 }
             },
+            quote!(),
             quote!(#retrier.retry_after(&#error, #verdict)),
         ),
         Unit::Acquire { name: conn, conn: conn_ty } => {
@@ -113,10 +114,8 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         #block
                     }
                 },
-                quote! {{
-                    #private::discard_if_broken(&mut #connection, #verdict);
-                    #retrier.retry_after(&#error, #verdict)
-                }},
+                quote!(#private::discard_if_broken(&mut #connection, #verdict);),
+                quote!(#retrier.retry_after(&#error, #verdict)),
             )
         }
         Unit::Transaction { name: conn, conn: conn_ty } => {
@@ -145,10 +144,8 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         ::core::result::Result::Ok(#value)
                     }
                 },
-                quote! {{
-                    #private::discard_if_broken(&mut #connection, #verdict);
-                    #retrier.retry_after_in(&#error, #verdict, #phase)
-                }},
+                quote!(#private::discard_if_broken(&mut #connection, #verdict);),
+                quote!(#retrier.retry_after_in(&#error, #verdict, #phase)),
             )
         }
     };
@@ -159,7 +156,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
             static #policy_name: #private::RetryPolicy = #policy;
             let mut #retrier = #private::Retrier::new(
                 &#policy_name,
-                ::core::concat!(::core::module_path!(), "::", #name),
+                ::core::concat!(::core::module_path!(), #name),
             );
             loop {
                 #setup
@@ -170,6 +167,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                     }
                     ::core::result::Result::Err(#error) => {
                         let #verdict = #private::Verdict::from(#classify);
+                        #release
                         match #judge {
                             ::core::option::Option::Some(#delay) => #delay,
                             ::core::option::Option::None => return ::core::result::Result::Err(#error),
@@ -230,7 +228,7 @@ fn classify_tokens(on: &On, private: &TokenStream, error: &Ident) -> TokenStream
 }
 
 fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStream {
-    let max = config.max;
+    let max = proc_macro2::Literal::u32_unsuffixed(config.max);
     let retry_on = match config.on {
         On::Transient | On::Classifier(_) => quote!(Transient),
         On::Connection => quote!(Connection),
@@ -248,7 +246,7 @@ fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStream {
         JitterKind::None => quote!(None),
     };
     let millis = |d: std::time::Duration| {
-        let ms = d.as_millis() as u64;
+        let ms = proc_macro2::Literal::u64_unsuffixed(d.as_millis() as u64);
         quote!(#private::Duration::from_millis(#ms))
     };
     let base = millis(config.base);

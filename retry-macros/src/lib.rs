@@ -13,3 +13,6 @@ use proc_macro::TokenStream;
 pub fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::db_retry(args.into(), item.into()).into()
 }
+
+#[cfg(test)]
+mod expand_tests;
