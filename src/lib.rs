@@ -1,7 +1,268 @@
-//! Retry transient database errors in async [sqlx](https://docs.rs/sqlx) code with one attribute.
+//! Retry transient database errors in async [sqlx](https://docs.rs/sqlx) code with one
+//! attribute.
+//!
+//! ```
+//! use db_retry::db_retry;
+//! use sqlx::SqlitePool;
+//!
+//! #[db_retry(max = 3, on = transient)]
+//! async fn count_users(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+//!     sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await
+//! }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sqlx::Error> {
+//! # let pool = SqlitePool::connect("sqlite::memory:").await?;
+//! # sqlx::query("CREATE TABLE users (id INTEGER)").execute(&pool).await?;
+//! assert_eq!(count_users(&pool).await?, 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`#[db_retry]`](db_retry) rewrites the function so that each attempt runs the body again. When
+//! an attempt fails, the error is classified ([`ErrorClass`]): a transient error (connection
+//! refused or lost, server restarting, `max_connections` reached, serialization failure,
+//! deadlock, `SQLITE_BUSY`, …) is retried after an exponential, jittered, capped delay; anything
+//! else (a constraint violation, a syntax error, `RowNotFound`) is returned at once.
+//!
+//! # What is retried
+//!
+//! | class | meaning | retried by `on =` |
+//! |---|---|---|
+//! | [`Connect`](ErrorClass::Connect) | never reached the server, or it refused the session; nothing ran | `transient`, `connection` |
+//! | [`ConnectionLost`](ErrorClass::ConnectionLost) | the connection broke; the statement may have run | `transient`, `connection` (only with `idempotent = true`) |
+//! | [`Contention`](ErrorClass::Contention) | rolled back because of concurrency; nothing took effect | `transient`, `contention` |
+//! | [`Unavailable`](ErrorClass::Unavailable) | overloaded, failing, or read-only after a failover | `transient`, `connection` |
+//! | [`Permanent`](ErrorClass::Permanent) | anything else | never |
+//!
+//! Errors are classified through [`Classify`], implemented for every `std::error::Error +
+//! 'static`: the error and its `source()` chain are searched for a `sqlx::Error` or
+//! `std::io::Error`, so your own `thiserror` enum with `#[from] sqlx::Error` works with no code.
+//! `anyhow::Error` and `Box<dyn Error + Send + Sync>` work too.
+//!
+//! # Without the attribute
+//!
+//! [`retry`] runs a closure under a [`RetryPolicy`] with the same driver:
+//!
+//! ```
+//! use db_retry::{retry, RetryPolicy};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+//! let policy = RetryPolicy::builder()
+//!     .max_retries(5)
+//!     .base(Duration::from_millis(50))
+//!     .build()?;
+//! let one: i64 = retry(&policy, || async {
+//!     sqlx::query_scalar("SELECT 1").fetch_one(&pool).await
+//! })
+//! .await?;
+//! assert_eq!(one, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Observability
+//!
+//! Every retry emits a `tracing` WARN event with target `db_retry` and the fields `function`,
+//! `attempt`, `delay_ms`, `class`, `may_have_run` and `error`; giving up on a transient error
+//! emits a WARN with the `reason`; success after retries emits a DEBUG event. A call that
+//! succeeds at once emits nothing, allocates nothing and reads no clock.
 #![warn(missing_docs)]
 
+/// Retry an `async fn` that returns `Result<T, E>` when it fails with a transient database
+/// error.
+///
+/// ```text
+/// #[db_retry(
+///     max = 3,               // retries after the first attempt (up to 4 attempts); 0..=100
+///     on = transient,        // transient | connection | contention | path::to::classifier
+///     backoff = exponential, // exponential (factor 2) | fixed | none
+///     base = 100ms,          // first delay: an integer with unit ms, s or m
+///     cap = 5s,              // ceiling of any single delay
+///     jitter = full,         // full | equal | decorrelated | none
+///     deadline = 30s,        // optional: no new attempt starts once this much time has passed
+///     idempotent = true,     // false: never retry an error after which the statement may have run
+///     crate = db_retry,      // path of this crate, for crates that re-export it
+/// )]
+/// ```
+///
+/// Every key is optional; the values above are the defaults (no deadline by default). A mistake
+/// in the attribute is a compile error that points at the token and says what is allowed.
+///
+/// # How the function is rewritten
+///
+/// Each attempt runs the function's body again, inside its own `async` block: `?` and `return`
+/// end the *attempt*, and their error is what gets classified. Arguments are made available to
+/// every attempt:
+///
+/// - references (`&T`) are used as they are; `&mut T` is reborrowed for each attempt;
+/// - by-value arguments are **cloned for each attempt** (a non-`Clone` one is a compile error
+///   pointing at it). Prefer borrowing (`&str` over `String`) when the value is large.
+///
+/// The future stays `Send` when the body's is: the error is judged and dropped before the
+/// backoff delay is awaited. Known limits: a `&mut self` body that passes `self` to a generic
+/// function must write `&mut *self`; a body that moves a by-value `self` out can't be re-run;
+/// methods of an `#[async_trait]` impl are rejected (use native `async fn` in traits).
+///
+/// # `max`
+///
+/// Retries after the first attempt; `max = 0` runs the body exactly once.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::SqlitePool;
+/// #[db_retry(max = 5)]
+/// async fn user_count(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT count(*) FROM sqlite_master").fetch_one(pool).await
+/// }
+/// ```
+///
+/// # `on`
+///
+/// Which errors are retried: `transient` (every class but permanent), `connection` (connect,
+/// connection lost, unavailable), `contention` (serialization failures, deadlocks, lock
+/// time-outs, `SQLITE_BUSY`), or your own classifier: a function taking `&E` and returning
+/// `bool` (true = retry) or [`ErrorClass`].
+///
+/// ```
+/// # use db_retry::{db_retry, ErrorClass}; use sqlx::SqlitePool;
+/// fn retry_busy_only(error: &sqlx::Error) -> bool {
+///     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("5"))
+/// }
+///
+/// #[db_retry(on = retry_busy_only)]
+/// async fn bump(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+///     sqlx::query("UPDATE counters SET n = n + 1").execute(pool).await?;
+///     Ok(())
+/// }
+///
+/// #[db_retry(on = contention)]
+/// async fn bump_again(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+///     sqlx::query("UPDATE counters SET n = n + 1").execute(pool).await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// # `backoff`, `base`, `cap`, `jitter`
+///
+/// The delay before retry *n* (from 0) is `min(cap, base · 2ⁿ)` for `exponential`, `base` for
+/// `fixed`, zero for `none`; then jitter spreads it: `full` draws from `[0, d]`, `equal` from
+/// `[d/2, d]`, `decorrelated` from `[base, 3 · previous]` (capped; exponential only), `none`
+/// keeps `d`. Durations are integers with a unit: `ms`, `s` or `m`.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::SqlitePool;
+/// #[db_retry(backoff = exponential, base = 20ms, cap = 2s, jitter = decorrelated)]
+/// async fn spread(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+///
+/// #[db_retry(backoff = fixed, base = 250ms, jitter = none)]
+/// async fn steady(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+///
+/// #[db_retry(backoff = none)]
+/// async fn at_once(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+/// ```
+///
+/// # `deadline`
+///
+/// No new attempt starts once this much time has passed since the call began, and no delay is
+/// slept that would end past it: the call then returns the last error. (With a deadline, the
+/// call reads the clock once when it starts.) A single attempt that hangs is bounded by sqlx's
+/// own time-outs, such as the pool's `acquire_timeout`.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::SqlitePool;
+/// #[db_retry(max = 100, deadline = 30s)]
+/// async fn wait_for_it(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+/// ```
+///
+/// # `idempotent`
+///
+/// When a connection breaks mid-statement, the statement may have run. With
+/// `idempotent = false`, such an error ([`ErrorClass::ConnectionLost`] outside a transaction, or
+/// during COMMIT) is returned instead of retried. Errors reported before anything ran (connect
+/// failures, contention) are still retried.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::SqlitePool;
+/// #[db_retry(idempotent = false)]
+/// async fn append_event(pool: &SqlitePool, kind: &str) -> Result<(), sqlx::Error> {
+///     sqlx::query("INSERT INTO events (kind) VALUES (?)").bind(kind).execute(pool).await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// # `crate`
+///
+/// Generated code reaches the runtime as `::db_retry::…`. A crate that re-exports `db_retry`
+/// under another path says where:
+///
+/// ```
+/// mod infra {
+///     pub use db_retry as retry;
+/// }
+///
+/// #[infra::retry::db_retry(crate = infra::retry)]
+/// async fn ping(pool: &sqlx::SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+/// ```
+///
+/// # `#[acquire]`: a fresh connection per attempt
+///
+/// Mark a `&mut` connection parameter with `#[acquire]`: callers pass a `&Pool` instead, and
+/// each attempt acquires its own connection. A connection that failed with a lost-connection or
+/// server-side error is closed rather than returned to the pool.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::SqliteConnection;
+/// #[db_retry]
+/// async fn last_id(#[acquire] conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+///     sqlx::query("CREATE TEMP TABLE IF NOT EXISTS t (x)").execute(&mut *conn).await?;
+///     sqlx::query_scalar("SELECT last_insert_rowid()").fetch_one(&mut *conn).await
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sqlx::Error> {
+/// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+/// assert_eq!(last_id(&pool).await?, 0);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # `#[transaction]`: retry the whole unit of work
+///
+/// Mark a `&mut` connection parameter with `#[transaction]`: callers pass a `&Pool`; each
+/// attempt acquires a connection, `BEGIN`s, runs the body, and `COMMIT`s on `Ok` (rolls back on
+/// `Err`). Serialization failures and deadlocks retry the whole transaction; a connection lost
+/// inside the transaction is safe to retry because the server rolled it back. Only a failure
+/// *during* COMMIT is ambiguous, and it is retried only with `idempotent = true`.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::SqliteConnection;
+/// #[db_retry(on = contention, max = 10)]
+/// async fn transfer(
+///     #[transaction] tx: &mut SqliteConnection,
+///     from: i64,
+///     to: i64,
+///     amount: i64,
+/// ) -> Result<(), sqlx::Error> {
+///     sqlx::query("UPDATE accounts SET balance = balance - ? WHERE id = ?")
+///         .bind(amount).bind(from).execute(&mut *tx).await?;
+///     sqlx::query("UPDATE accounts SET balance = balance + ? WHERE id = ?")
+///         .bind(amount).bind(to).execute(&mut *tx).await?;
+///     Ok(())
+/// }
+/// ```
 pub use db_retry_macros::db_retry;
+
 pub use db_retry_runtime::{
     classify_database, classify_error, classify_io, classify_mysql, classify_postgres,
     classify_sqlite, classify_sqlx, retry, retry_with, Backoff, Classify, ErrorClass, Jitter,

@@ -1,0 +1,153 @@
+//! What a retry layer costs when nothing fails: the same trivial async body as a plain async fn,
+//! under `#[db_retry]`, and hand-wrapped with backon and tokio-retry, each awaited on a
+//! current-thread runtime. Criterion measures ns/call; after the run this prints the ratios to
+//! the plain fn, the size of each future and heap allocations per call, all from this run.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use criterion::{criterion_group, Criterion};
+use db_retry::db_retry;
+
+struct CountingAlloc;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+async fn plain(x: u64) -> Result<u64, sqlx::Error> {
+    Ok(black_box(x) + 1)
+}
+
+#[db_retry]
+async fn with_db_retry(x: u64) -> Result<u64, sqlx::Error> {
+    Ok(black_box(x) + 1)
+}
+
+async fn with_backon(x: u64) -> Result<u64, sqlx::Error> {
+    (|| async { Ok(black_box(x) + 1) })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_times(3)
+                .with_jitter(),
+        )
+        .await
+}
+
+async fn with_tokio_retry(x: u64) -> Result<u64, sqlx::Error> {
+    use tokio_retry::strategy::{jitter, ExponentialBackoff};
+    let strategy = ExponentialBackoff::from_millis(2)
+        .factor(50)
+        .max_delay(Duration::from_secs(5))
+        .map(jitter)
+        .take(3);
+    tokio_retry::Retry::spawn(strategy, || async { Ok(black_box(x) + 1) }).await
+}
+
+const NAMES: [&str; 4] = ["plain", "db_retry", "backon", "tokio_retry"];
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("happy_path");
+    group.bench_function(NAMES[0], |b| b.to_async(&runtime).iter(|| plain(black_box(1))));
+    group.bench_function(NAMES[1], |b| {
+        b.to_async(&runtime).iter(|| with_db_retry(black_box(1)))
+    });
+    group.bench_function(NAMES[2], |b| {
+        b.to_async(&runtime).iter(|| with_backon(black_box(1)))
+    });
+    group.bench_function(NAMES[3], |b| {
+        b.to_async(&runtime).iter(|| with_tokio_retry(black_box(1)))
+    });
+    group.finish();
+}
+
+/// Heap allocations per call, counted over many calls on an already-built runtime.
+fn allocations_per_call<F, Fut>(runtime: &tokio::runtime::Runtime, f: F) -> f64
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
+{
+    const CALLS: usize = 10_000;
+    runtime.block_on(async {
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for i in 0..CALLS {
+            black_box(f(i as u64).await.expect("happy path"));
+        }
+        (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / CALLS as f64
+    })
+}
+
+/// Criterion's point estimate of the mean, in ns, from this run's output directory.
+fn mean_ns(name: &str) -> Option<f64> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = dir.join("criterion/happy_path").join(name).join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let median = text.split("\"median\"").nth(1)?;
+    let point = median.split("\"point_estimate\":").nth(1)?;
+    point.split([',', '}']).next()?.trim().parse().ok()
+}
+
+fn report() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let sizes = [
+        std::mem::size_of_val(&plain(1)),
+        std::mem::size_of_val(&with_db_retry(1)),
+        std::mem::size_of_val(&with_backon(1)),
+        std::mem::size_of_val(&with_tokio_retry(1)),
+    ];
+    let allocations = [
+        allocations_per_call(&runtime, plain),
+        allocations_per_call(&runtime, with_db_retry),
+        allocations_per_call(&runtime, with_backon),
+        allocations_per_call(&runtime, with_tokio_retry),
+    ];
+    let baseline = mean_ns(NAMES[0]);
+    println!();
+    println!("| variant | median ns/call | ratio to plain | future size (bytes) | allocations/call |");
+    println!("|---|---|---|---|---|");
+    for (i, name) in NAMES.iter().enumerate() {
+        let ns = mean_ns(name);
+        let ratio = match (ns, baseline) {
+            (Some(ns), Some(base)) if base > 0.0 => format!("{:.2}", ns / base),
+            _ => "n/a".to_owned(),
+        };
+        let ns = ns.map_or("n/a".to_owned(), |ns| format!("{ns:.2}"));
+        println!(
+            "| {name} | {ns} | {ratio} | {} | {:.2} |",
+            sizes[i], allocations[i]
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    report();
+}
