@@ -68,7 +68,9 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("happy_path");
-    group.bench_function(NAMES[0], |b| b.to_async(&runtime).iter(|| plain(black_box(1))));
+    group.bench_function(NAMES[0], |b| {
+        b.to_async(&runtime).iter(|| plain(black_box(1)))
+    });
     group.bench_function(NAMES[1], |b| {
         b.to_async(&runtime).iter(|| with_db_retry(black_box(1)))
     });
@@ -102,7 +104,10 @@ fn mean_ns(name: &str) -> Option<f64> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir.join("criterion/happy_path").join(name).join("new/estimates.json");
+    let path = dir
+        .join("criterion/happy_path")
+        .join(name)
+        .join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let median = text.split("\"median\"").nth(1)?;
     let point = median.split("\"point_estimate\":").nth(1)?;
@@ -128,7 +133,9 @@ fn report() {
     ];
     let baseline = mean_ns(NAMES[0]);
     println!();
-    println!("| variant | median ns/call | ratio to plain | future size (bytes) | allocations/call |");
+    println!(
+        "| variant | median ns/call | ratio to plain | future size (bytes) | allocations/call |"
+    );
     println!("|---|---|---|---|---|");
     for (i, name) in NAMES.iter().enumerate() {
         let ns = mean_ns(name);

@@ -99,7 +99,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
 
-    println!("placing {} orders from {WRITERS} concurrent writers…", WRITERS * ORDERS_PER_WRITER);
+    println!(
+        "placing {} orders from {WRITERS} concurrent writers…",
+        WRITERS * ORDERS_PER_WRITER
+    );
     let started = Instant::now();
     let placed = Arc::new(AtomicU64::new(0));
     let progress = tokio::spawn(report_progress(placed.clone(), started));
@@ -186,11 +189,7 @@ impl RetryCounter {
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryCounter {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         struct Fields {
             class: Option<String>,
             retrying: bool,
@@ -216,7 +215,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RetryCounter {
         };
         event.record(&mut fields);
         if let (true, Some(class)) = (fields.retrying, fields.class) {
-            *self.counts.lock().expect("counter lock").entry(class).or_default() += 1;
+            *self
+                .counts
+                .lock()
+                .expect("counter lock")
+                .entry(class)
+                .or_default() += 1;
         }
     }
 }

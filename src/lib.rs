@@ -265,9 +265,9 @@ pub use db_retry_macros::db_retry;
 
 pub use db_retry_runtime::{
     classify_database, classify_error, classify_io, classify_mysql, classify_postgres,
-    classify_sqlite, classify_sqlx, retry, retry_with, Backoff, Classify, ErrorClass, Jitter,
-    Phase, PolicyError, Retrier, RetryOn, RetryPolicy, RetryPolicyBuilder, Verdict,
-    MAX_RETRIES_LIMIT,
+    classify_sqlite, classify_sqlx, health, retry, retry_with, wait_until_ready, Backoff, Classify,
+    ErrorClass, Health, Jitter, Phase, PolicyError, Retrier, RetryOn, RetryPolicy,
+    RetryPolicyBuilder, Verdict, MAX_RETRIES_LIMIT,
 };
 
 #[doc(hidden)]

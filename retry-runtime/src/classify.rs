@@ -195,15 +195,17 @@ pub fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
 ///
 /// Refused, unreachable and address errors mean nothing was sent ([`ErrorClass::Connect`]);
 /// resets, broken pipes, EOF and time-outs mean an established connection broke
-/// ([`ErrorClass::ConnectionLost`]). An `Other` error that wraps a classifiable error is
-/// classified by what it wraps.
+/// ([`ErrorClass::ConnectionLost`]). A failed host name lookup is [`ErrorClass::Connect`]. An
+/// `Other` error that wraps a classifiable error is classified by what it wraps.
 pub fn classify_io(error: &io::Error) -> ErrorClass {
     use io::ErrorKind::*;
     match error.kind() {
-        ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
-        | NotFound => ErrorClass::Connect,
+        ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable | NotFound => {
+            ErrorClass::Connect
+        }
         ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe | UnexpectedEof
         | TimedOut | NetworkDown => ErrorClass::ConnectionLost,
+        _ if is_lookup_failure(error) => ErrorClass::Connect,
         _ => match error.get_ref() {
             Some(inner) => classify_error(inner),
             None => ErrorClass::Permanent,
@@ -211,8 +213,23 @@ pub fn classify_io(error: &io::Error) -> ErrorClass {
     }
 }
 
+/// Whether `error` is std's report of a failed DNS lookup (`getaddrinfo`), which is what sqlx
+/// returns when the host name does not resolve. std gives it the unstable `Uncategorized` kind,
+/// which stable code cannot match, so it is recognised by its message. Only called on errors, so
+/// the allocation does not touch the happy path.
+fn is_lookup_failure(error: &io::Error) -> bool {
+    error
+        .to_string()
+        .starts_with("failed to lookup address information")
+}
+
 /// A driver's database error that reached us on its own, boxed outside a `sqlx::Error`.
 fn classify_database_error(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+    // `sqlx::Error::source()` hands out the boxed trait object itself, and that is what a
+    // `#[error(transparent)]` wrapper's own `source()` returns.
+    if let Some(db) = error.downcast_ref::<Box<dyn sqlx::error::DatabaseError>>() {
+        return Some(classify_database(db.as_ref()));
+    }
     #[cfg(feature = "postgres")]
     if let Some(db) = error.downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         return Some(classify_database(db));
@@ -262,9 +279,10 @@ pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
         // too_many_connections, cannot_connect_now (starting up, shutting down, recovering).
         "53300" | "57P03" => ErrorClass::Connect,
         // PgBouncer reports its own pool limits with protocol_violation; nothing ran.
-        "08P01" if message.contains("no more connections allowed")
-            || message.contains("query_wait_timeout")
-            || message.contains("pgbouncer cannot connect to server") =>
+        "08P01"
+            if message.contains("no more connections allowed")
+                || message.contains("query_wait_timeout")
+                || message.contains("pgbouncer cannot connect to server") =>
         {
             ErrorClass::Connect
         }
