@@ -101,7 +101,10 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
             quote!(),
             quote!(#retrier.retry_after(&#error, #verdict)),
         ),
-        Unit::Acquire { name: conn, conn: conn_ty } => {
+        Unit::Acquire {
+            name: conn,
+            conn: conn_ty,
+        } => {
             let connection = Ident::new("connection", mixed);
             (
                 quote!(let mut #connection = ::core::option::Option::None;),
@@ -114,11 +117,14 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         #block
                     }
                 },
-                quote!(#private::discard_if_broken(&mut #connection, #verdict);),
+                quote!(#private::release(#connection, #verdict);),
                 quote!(#retrier.retry_after(&#error, #verdict)),
             )
         }
-        Unit::Transaction { name: conn, conn: conn_ty } => {
+        Unit::Transaction {
+            name: conn,
+            conn: conn_ty,
+        } => {
             let connection = Ident::new("connection", mixed);
             let transaction = Ident::new("transaction", mixed);
             let phase = Ident::new("phase", mixed);
@@ -144,7 +150,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         ::core::result::Result::Ok(#value)
                     }
                 },
-                quote!(#private::discard_if_broken(&mut #connection, #verdict);),
+                quote!(#private::release(#connection, #verdict);),
                 quote!(#retrier.retry_after_in(&#error, #verdict, #phase)),
             )
         }

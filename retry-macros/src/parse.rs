@@ -89,7 +89,9 @@ fn parse_pair(input: ParseStream) -> syn::Result<Pair> {
 /// Parse the attribute's tokens. Syntax errors stop at the first; a bad value for one key does
 /// not hide the others.
 pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<Args> {
-    let parser = |input: ParseStream| Punctuated::<Pair, Token![,]>::parse_terminated_with(input, parse_pair);
+    let parser = |input: ParseStream| {
+        Punctuated::<Pair, Token![,]>::parse_terminated_with(input, parse_pair)
+    };
     let pairs = parser.parse2(tokens)?;
     let mut args = Args::default();
     let mut errors: Option<syn::Error> = None;
@@ -179,7 +181,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -196,9 +200,7 @@ fn literal(value: &Expr) -> Option<&Lit> {
 
 fn word(value: &Expr) -> Option<&Ident> {
     match value {
-        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
-            path.path.get_ident()
-        }
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => path.path.get_ident(),
         Expr::Group(group) => word(&group.expr),
         _ => None,
     }
@@ -296,7 +298,8 @@ fn parse_path(key: &str, value: &Expr) -> syn::Result<Path> {
 
 /// `100ms`, `5s`, `1m`: an integer literal whose suffix is the unit.
 fn parse_duration(key: &str, value: &Expr) -> syn::Result<Duration> {
-    let want = format!("`{key}` takes an integer with a unit: `ms`, `s` or `m` (e.g. `{key} = 250ms`)");
+    let want =
+        format!("`{key}` takes an integer with a unit: `ms`, `s` or `m` (e.g. `{key} = 250ms`)");
     let Some(Lit::Int(int)) = literal(value) else {
         return Err(syn::Error::new_spanned(value, want));
     };
@@ -310,7 +313,9 @@ fn parse_duration(key: &str, value: &Expr) -> syn::Result<Duration> {
         "" => {
             return Err(syn::Error::new_spanned(
                 int,
-                format!("`{key} = {amount}` needs a unit: write `{amount}ms`, `{amount}s` or `{amount}m`"),
+                format!(
+                "`{key} = {amount}` needs a unit: write `{amount}ms`, `{amount}s` or `{amount}m`"
+            ),
             ))
         }
         other => {

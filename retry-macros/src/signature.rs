@@ -39,6 +39,9 @@ pub(crate) struct Analysis {
     pub unit: Unit,
     /// The return type with `impl Trait` replaced by `_`, for typing each attempt's block.
     pub ret: Type,
+    /// Where errors about the function's error type point: `E` in `Result<T, E>`, or `Result`
+    /// in an alias such as `sqlx::Result<T>` that doesn't spell `E` out.
+    pub error_span: Span,
 }
 
 /// Remove `#[acquire]` / `#[transaction]` from the parameters, so the function can be emitted
@@ -90,12 +93,21 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
         for attr in &typed.attrs {
             if let Some(kind) = helper_kind(attr) {
                 if helper_span.is_some() {
-                    return Err(syn::Error::new(
-                        attr.span(),
+                    return Err(syn::Error::new_spanned(
+                        attr,
                         "only one `#[acquire]` or `#[transaction]` per function: each attempt runs on one connection",
                     ));
                 }
-                attr.meta.require_path_only()?;
+                if let Err(error) = attr.meta.require_path_only() {
+                    let name = match kind {
+                        Helper::Acquire => "acquire",
+                        Helper::Transaction => "transaction",
+                    };
+                    return Err(syn::Error::new(
+                        error.span(),
+                        format!("`#[{name}]` takes no arguments: write `#[{name}] conn: &mut PgConnection`"),
+                    ));
+                }
                 helper_span = Some(attr.span());
                 helper = Some(kind);
             }
@@ -117,10 +129,19 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
         }
 
         let rebind = match (&*typed.ty, &mut *typed.pat) {
-            (Type::Reference(TypeReference { mutability: None, .. }), _) => Rebind::AsIs,
-            (Type::Reference(TypeReference { mutability: Some(_), .. }), Pat::Ident(pat))
-                if pat.subpat.is_none() && pat.by_ref.is_none() =>
-            {
+            (
+                Type::Reference(TypeReference {
+                    mutability: None, ..
+                }),
+                _,
+            ) => Rebind::AsIs,
+            (
+                Type::Reference(TypeReference {
+                    mutability: Some(_),
+                    ..
+                }),
+                Pat::Ident(pat),
+            ) if pat.subpat.is_none() && pat.by_ref.is_none() => {
                 pat.mutability = None;
                 Rebind::Reborrow(pat.ident.clone())
             }
@@ -154,7 +175,13 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
         };
         rebinds.push(rebind);
     }
-    Ok(Analysis { rebinds, unit, ret })
+    let error_span = error_span(&ret);
+    Ok(Analysis {
+        rebinds,
+        unit,
+        ret,
+        error_span,
+    })
 }
 
 fn check_async(func: &ItemFn) -> syn::Result<()> {
@@ -197,18 +224,15 @@ fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
         ReturnType::Type(_, ty) => ty,
     };
     let is_result = match &**ty {
-        Type::Path(path) if path.qself.is_none() => {
-            path.path.segments.last().is_some_and(|last| {
-                last.ident == "Result"
-                    && match &last.arguments {
-                        PathArguments::AngleBracketed(args) => args
-                            .args
-                            .iter()
-                            .all(|arg| matches!(arg, GenericArgument::Type(_) | GenericArgument::Lifetime(_))),
-                        _ => false,
-                    }
-            })
-        }
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last().is_some_and(|last| {
+            last.ident == "Result"
+                && match &last.arguments {
+                    PathArguments::AngleBracketed(args) => args.args.iter().all(|arg| {
+                        matches!(arg, GenericArgument::Type(_) | GenericArgument::Lifetime(_))
+                    }),
+                    _ => false,
+                }
+        }),
         _ => false,
     };
     if !is_result {
@@ -220,6 +244,25 @@ fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
     let mut ret = (**ty).clone();
     EraseImplTrait.visit_type_mut(&mut ret);
     Ok(ret)
+}
+
+/// `E` in `Result<T, E>`; `Result` itself when the alias leaves `E` out.
+fn error_span(ret: &Type) -> Span {
+    let Type::Path(path) = ret else {
+        return ret.span();
+    };
+    let Some(last) = path.path.segments.last() else {
+        return ret.span();
+    };
+    let error = match &last.arguments {
+        PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .filter(|arg| matches!(arg, GenericArgument::Type(_)))
+            .nth(1),
+        _ => None,
+    };
+    error.map_or_else(|| last.ident.span(), Spanned::span)
 }
 
 struct EraseImplTrait;

@@ -25,7 +25,10 @@ const DEFAULT_BASE: Duration = Duration::from_millis(100);
 const DEFAULT_CAP: Duration = Duration::from_secs(5);
 
 pub(crate) fn validate(args: Args) -> syn::Result<Config> {
-    let backoff = args.backoff.as_ref().map_or(BackoffKind::Exponential, |b| b.value);
+    let backoff = args
+        .backoff
+        .as_ref()
+        .map_or(BackoffKind::Exponential, |b| b.value);
     let base = args.base.as_ref().map_or(DEFAULT_BASE, |b| b.value);
     let cap = args.cap.as_ref().map_or(DEFAULT_CAP, |c| c.value);
 
@@ -71,7 +74,10 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
     }
     if let Some(Spanned { value, span }) = &args.deadline {
         if value.is_zero() {
-            return Err(syn::Error::new(*span, "a `deadline` of zero forbids every retry; remove it or make it longer"));
+            return Err(syn::Error::new(
+                *span,
+                "a `deadline` of zero forbids every retry; remove it or make it longer",
+            ));
         }
     }
 

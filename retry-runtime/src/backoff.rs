@@ -38,7 +38,11 @@ impl Schedule {
                 half + self.uniform(policy, Duration::ZERO, ceiling - half)
             }
             Jitter::Decorrelated => {
-                let previous = if retry == 0 { policy.base } else { self.previous };
+                let previous = if retry == 0 {
+                    policy.base
+                } else {
+                    self.previous
+                };
                 let upper = previous.saturating_mul(3).max(policy.base);
                 self.uniform(policy, policy.base, upper).min(policy.cap)
             }
@@ -78,7 +82,9 @@ mod tests {
         let delays: Vec<_> = (0..8).map(|n| exponential(ms(100), ms(5000), n)).collect();
         assert_eq!(
             delays,
-            [100, 200, 400, 800, 1600, 3200, 5000, 5000].map(ms).to_vec()
+            [100, 200, 400, 800, 1600, 3200, 5000, 5000]
+                .map(ms)
+                .to_vec()
         );
     }
 

@@ -22,12 +22,15 @@ pub async fn begin<DB: Database>(
     sqlx::Acquire::begin(connection).await
 }
 
-/// After a failed attempt: close the attempt's connection instead of returning it to the pool
-/// when the error says it is broken (or the server is failing).
-pub fn discard_if_broken<DB: Database>(connection: &mut Option<PoolConnection<DB>>, verdict: Verdict) {
-    if let (Some(connection), Verdict::Class(class)) = (connection, verdict) {
-        if class.discards_connection() {
-            connection.close_on_drop();
+/// After a failed attempt, give the attempt's connection back before the backoff delay, so a
+/// sleeping call holds no pool slot; close it instead when the error says it is broken (or the
+/// server is failing), since sqlx would only find out at its next ping.
+pub fn release<DB: Database>(connection: Option<PoolConnection<DB>>, verdict: Verdict) {
+    if let Some(mut connection) = connection {
+        if let Verdict::Class(class) = verdict {
+            if class.discards_connection() {
+                connection.close_on_drop();
+            }
         }
     }
 }

@@ -133,8 +133,8 @@ impl<'p> Retrier<'p> {
         let (class, may_have_run, wanted) = match verdict {
             Verdict::Class(class) => {
                 let may_have_run = class.may_have_run() && phase != Phase::Transaction;
-                let wanted = self.policy.retry_on.covers(class)
-                    && (self.policy.idempotent || !may_have_run);
+                let wanted =
+                    self.policy.retry_on.covers(class) && (self.policy.idempotent || !may_have_run);
                 if class.is_transient() && !wanted && self.policy.retry_on.covers(class) {
                     observe::gave_up(
                         self.function,
@@ -177,7 +177,14 @@ impl<'p> Retrier<'p> {
             }
         }
         self.retries += 1;
-        observe::retrying(self.function, self.retries, delay, class, may_have_run, error);
+        observe::retrying(
+            self.function,
+            self.retries,
+            delay,
+            class,
+            may_have_run,
+            error,
+        );
         Some(delay)
     }
 }

@@ -1,0 +1,131 @@
+//! An axum service whose handlers call `#[db_retry]` repository functions, with a `/health`
+//! endpoint and a startup that waits for the database instead of crashing.
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres PORT=3000 cargo run --example axum_service
+//! curl localhost:3000/health
+//! curl localhost:3000/counter/hits -X POST
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use db_retry::db_retry;
+use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// Counters keyed by name: an upsert, so a retry after a lost connection may count twice only if
+/// we let it — `idempotent = false` says we don't.
+#[db_retry(idempotent = false, deadline = 5s)]
+async fn bump(pool: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO counters (name, hits) VALUES ($1, 1)
+         ON CONFLICT (name) DO UPDATE SET hits = counters.hits + 1 RETURNING hits",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+}
+
+#[db_retry(deadline = 5s)]
+async fn read(pool: &PgPool, name: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT hits FROM counters WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+#[db_retry(max = 10, deadline = 30s)]
+async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, hits bigint NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+async fn health(State(pool): State<PgPool>) -> (StatusCode, Json<Value>) {
+    let health = db_retry::health(&pool, Duration::from_secs(1)).await;
+    let status = if health.reachable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if health.reachable { "ok" } else { "unavailable" },
+        "latency_ms": health.latency.map(|l| l.as_secs_f64() * 1000.0),
+        "pool": { "size": health.size, "idle": health.idle, "in_use": health.in_use },
+        "error": health.error,
+    });
+    (status, Json(body))
+}
+
+async fn get_counter(
+    State(pool): State<PgPool>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, (StatusCode, String)> {
+    match read(&pool, &name).await {
+        Ok(Some(hits)) => Ok(Json(json!({ "name": name, "hits": hits }))),
+        Ok(None) => Err((StatusCode::NOT_FOUND, format!("no counter named {name}"))),
+        Err(error) => Err(unavailable(error)),
+    }
+}
+
+async fn post_counter(
+    State(pool): State<PgPool>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, (StatusCode, String)> {
+    let hits = bump(&pool, &name).await.map_err(unavailable)?;
+    Ok(Json(json!({ "name": name, "hits": hits })))
+}
+
+fn unavailable(error: sqlx::Error) -> (StatusCode, String) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("database unavailable: {error}"),
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter("info,db_retry=debug")
+        .with_writer(std::io::stderr)
+        .init();
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!(
+            "This example needs a PostgreSQL server. Set DATABASE_URL, for example:\n\n    \
+             DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+             cargo run --example axum_service\n"
+        );
+        std::process::exit(2);
+    };
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let options: PgConnectOptions = url.parse()?;
+
+    // Wait for the database (it may still be starting) rather than crash-looping.
+    db_retry::wait_until_ready(&options, Duration::from_secs(60)).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    migrate(&pool).await?;
+
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/counter/{name}", get(get_counter).post(post_counter))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The axum example as a user runs it: started against a throwaway PostgreSQL, queried over
+//! HTTP, and asked for `/health` while the database is down and after it is back.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::pg::PgServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `cargo test` builds the examples next to the test binaries.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = dir.join("examples/axum_service");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the whole suite with `cargo test --workspace`, which builds the \
+         examples (or `cargo build --example axum_service` first)",
+        binary.display()
+    );
+    binary
+}
+
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One HTTP/1.1 request; returns the status code and the body.
+async fn request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Ok((status, body))
+}
+
+async fn wait_for_health(addr: SocketAddr, deadline: Duration) -> (u16, String) {
+    let started = Instant::now();
+    loop {
+        match request(addr, "GET", "/health").await {
+            Ok(reply) => return reply,
+            Err(error) if started.elapsed() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("service never answered on {addr}: {error}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_unavailable_while_the_database_is_down() {
+    let server = PgServer::start();
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let _service = Service(
+        Command::new(example_binary())
+            .env("DATABASE_URL", server.url())
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the axum example"),
+    );
+
+    let (status, body) = wait_for_health(addr, Duration::from_secs(20)).await;
+    assert_eq!(status, 200, "healthy: {body}");
+    assert!(body.contains(r#""status":"ok""#), "{body}");
+    assert!(
+        body.contains(r#""size":"#) && body.contains(r#""idle":"#),
+        "{body}"
+    );
+    let (status, body) = request(addr, "POST", "/counter/visits").await.unwrap();
+    assert_eq!(
+        (status, body.contains(r#""hits":1"#)),
+        (200, true),
+        "{body}"
+    );
+
+    server.stop_fast();
+    let asked = Instant::now();
+    let (status, body) = request(addr, "GET", "/health")
+        .await
+        .expect("service still up");
+    let took = asked.elapsed();
+    println!("health while down: {status} in {took:?}: {body}");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""status":"unavailable""#), "{body}");
+    assert!(
+        took < Duration::from_secs(3),
+        "health must answer promptly, took {took:?}"
+    );
+
+    server.start_again();
+    let (status, body) = request(addr, "GET", "/counter/visits").await.unwrap();
+    assert_eq!(
+        (status, body.contains(r#""hits":1"#)),
+        (200, true),
+        "{body}"
+    );
+    let (status, body) = request(addr, "GET", "/health").await.unwrap();
+    assert_eq!(status, 200, "healthy again: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_waits_for_a_database_that_starts_late() {
+    let server = PgServer::start();
+    server.stop_fast();
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut service = Service(
+        Command::new(example_binary())
+            .env("DATABASE_URL", server.url())
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the axum example"),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        service.0.try_wait().unwrap().is_none(),
+        "the service must wait for the database, not exit"
+    );
+
+    server.start_again();
+    let (status, body) = wait_for_health(addr, Duration::from_secs(20)).await;
+    assert_eq!(status, 200, "{body}");
+}

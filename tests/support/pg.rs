@@ -1,0 +1,419 @@
+//! A throwaway PostgreSQL server per test, so tests can kill backends, restart and exhaust it
+//! without touching anyone else's database.
+//!
+//! `initdb` runs once per test process (~0.6 s) into a template that every server copies (~0.07 s);
+//! the server is started directly (not through `pg_ctl`) so that it can carry a parent-death
+//! signal and be stopped with the exact signal a test asks for.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor};
+use tempfile::TempDir;
+
+use super::process::{self, Daemon, NotReady, PortLease, ServiceUser};
+
+const PACKAGE_HINT: &str =
+    "install the Debian package `postgresql` (apt-get install -y postgresql)";
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Settings every test server gets (written once into the template's postgresql.conf).
+/// Durability is pointless for throwaway data and costs fsyncs. `superuser_reserved_connections
+/// = 0` because `url()` connects as the superuser: `max_connections(n)` then means exactly `n`
+/// sessions before 53300, admin connections included.
+const TEMPLATE_CONF: &str = "
+listen_addresses = '127.0.0.1'
+fsync = off
+full_page_writes = off
+synchronous_commit = off
+superuser_reserved_connections = 0
+shared_buffers = 32MB
+# Per-server settings (port, socket dir, max_connections, builder settings). ALTER SYSTEM writes
+# postgresql.auto.conf, which is read after this file and so overrides it.
+include_if_exists = 'harness.conf'
+";
+
+struct Template {
+    bin: PathBuf,
+    data: PathBuf,
+    user: Option<ServiceUser>,
+}
+
+/// The initdb'd data directory all servers of this process copy. Built on first use; concurrent
+/// first uses wait for the one build.
+fn template() -> &'static Template {
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let bin = bin_dir();
+        let user = process::service_user("postgres", "postgresql");
+        let dir = process::owned_tempdir("db-retry-pg-template-", user);
+        let data = dir.path().join("data");
+        let mut initdb = std::process::Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+            // No fsync of the new cluster: it is a throwaway template.
+            .arg("-N");
+        process::as_user(&mut initdb, user, dir.path());
+        process::run_setup(initdb, "initdb");
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read template postgresql.conf");
+        text.push_str(TEMPLATE_CONF);
+        std::fs::write(&conf, text).expect("write template postgresql.conf");
+        process::remove_at_exit(dir);
+        Template { bin, data, user }
+    })
+}
+
+/// The directory holding `initdb` and `postgres`. Debian installs the real binaries under
+/// /usr/lib/postgresql/<major>/bin and puts only wrappers or links on PATH, so the newest
+/// versioned directory wins; PATH is the fallback for other layouts.
+fn bin_dir() -> PathBuf {
+    let has_both = |dir: &Path| {
+        process::is_executable(&dir.join("initdb")) && process::is_executable(&dir.join("postgres"))
+    };
+    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            has_both(&bin).then_some((major, bin))
+        })
+        .collect();
+    versioned.sort();
+    if let Some((_, bin)) = versioned.pop() {
+        return bin;
+    }
+    match process::find_on_path("initdb", &[]) {
+        Some(dir) if has_both(&dir) => dir,
+        _ => panic!(
+            "PostgreSQL server binaries (initdb, postgres) were found neither under \
+             /usr/lib/postgresql/*/bin nor on PATH; {PACKAGE_HINT}"
+        ),
+    }
+}
+
+/// Options for [`PgServer`]; see [`PgServer::builder`].
+#[derive(Clone, Debug)]
+pub struct PgServerBuilder {
+    max_connections: u32,
+    settings: Vec<(String, String)>,
+}
+
+impl PgServerBuilder {
+    /// Sessions allowed before PostgreSQL answers 53300 "too many clients" (default 100). Counts
+    /// every session, including `admin()` ones (see `TEMPLATE_CONF`).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        assert!(n >= 1, "max_connections must be at least 1");
+        self.max_connections = n;
+        self
+    }
+
+    /// Any other server setting, e.g. `.setting("deadlock_timeout", "50ms")`.
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the server and waits until it answers `SELECT 1`.
+    pub fn start(self) -> PgServer {
+        let template = template();
+        let dir = process::owned_tempdir("db-retry-pg-", template.user);
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().join("socket");
+        process::copy_tree(&template.data, &data);
+        std::fs::create_dir(&socket_dir).expect("create socket dir");
+        process::chown(&socket_dir, template.user);
+
+        let daemon = Daemon::new(
+            "postgres",
+            template.bin.join("postgres"),
+            vec![OsString::from("-D"), data.clone().into_os_string()],
+            template.user,
+            dir.path().to_owned(),
+            dir.path().join("server.log"),
+            // SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends down
+            // with it. (SIGKILL would leave them to notice the dead postmaster on their own.)
+            libc::SIGQUIT,
+        );
+        // The port is probed free, then bound by the server a moment later; if another process
+        // took it in between, try another one.
+        let mut attempts = 1;
+        let port = loop {
+            let port = PortLease::new();
+            self.write_harness_conf(&data, &socket_dir, port.port());
+            daemon.spawn();
+            match wait_ready(&daemon, port.port()) {
+                Ok(()) => break port,
+                Err(NotReady::Exited(_))
+                    if attempts < 5 && daemon.log_contains("already in use") =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => panic_not_ready(&daemon, &data, e),
+            }
+        };
+        PgServer {
+            port,
+            data,
+            daemon,
+            dir,
+        }
+    }
+
+    fn write_harness_conf(&self, data: &Path, socket_dir: &Path, port: u16) {
+        let mut conf = format!(
+            "port = {port}\nunix_socket_directories = {}\nmax_connections = {}\n",
+            quote(&socket_dir.to_string_lossy()),
+            self.max_connections
+        );
+        for (name, value) in &self.settings {
+            conf.push_str(&format!("{name} = {}\n", quote(value)));
+        }
+        std::fs::write(data.join("harness.conf"), conf).expect("write harness.conf");
+    }
+}
+
+/// A postgresql.conf string literal.
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A PostgreSQL server of the test's own, on 127.0.0.1 and a free port, with trust
+/// authentication for the superuser `postgres`. Dropping it stops the server (immediate shutdown)
+/// and removes its files, also when the test panics.
+pub struct PgServer {
+    port: PortLease,
+    data: PathBuf,
+    daemon: Daemon,
+    // Last: removed after the server has stopped (see Drop).
+    dir: TempDir,
+}
+
+impl PgServer {
+    /// A server with default settings (`max_connections = 100`).
+    pub fn start() -> PgServer {
+        PgServer::builder().start()
+    }
+
+    pub fn builder() -> PgServerBuilder {
+        PgServerBuilder {
+            max_connections: 100,
+            settings: Vec::new(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port()))
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`
+    pub fn url(&self) -> String {
+        self.url_via(self.addr())
+    }
+
+    /// The URL of this server's database reached through `addr`, e.g. a
+    /// [`FaultProxy`](super::proxy::FaultProxy) in front of it.
+    pub fn url_via(&self, addr: SocketAddr) -> String {
+        format!("postgres://postgres@{addr}/postgres")
+    }
+
+    /// Fast shutdown (SIGINT): sessions get 57P01 "terminating connection due to administrator
+    /// command", then the server checkpoints and exits. Returns once it has exited.
+    pub fn stop_fast(&self) {
+        self.stop(libc::SIGINT);
+    }
+
+    /// Immediate shutdown (SIGQUIT): backends exit without a word, so clients see the socket
+    /// close; the next start runs crash recovery. Returns once the server has exited.
+    pub fn stop_immediate(&self) {
+        self.stop(libc::SIGQUIT);
+    }
+
+    fn stop(&self, signal: libc::c_int) {
+        match self.daemon.stop(signal, STOP_TIMEOUT) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("postgres on port {} is not running", self.port()),
+            Err(e) => panic!("{e}\n--- server log ---\n{}", self.daemon.log_tail(30)),
+        }
+    }
+
+    /// Starts the stopped server again on the same port and data directory, and waits until it
+    /// answers. Panics if it is running.
+    pub fn start_again(&self) {
+        self.daemon.spawn();
+        if let Err(e) = self.wait_ready() {
+            self.panic_not_ready(e);
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.daemon.is_running()
+    }
+
+    /// The data directory (removed on drop).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The server's log so far (its last `lines` lines), for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.daemon.log_tail(lines)
+    }
+
+    /// A new superuser connection beside whatever the test holds.
+    ///
+    /// Retries for up to 5 s while the server answers 53300 (full) or 57P03 (starting): a session
+    /// the test just closed frees its slot only once its backend has exited, a moment later, and
+    /// that race should not fail the test's own housekeeping.
+    pub async fn admin(&self) -> PgConnection {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match PgConnection::connect(&self.url()).await {
+                Ok(conn) => return conn,
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("admin connection to {}: {e}", self.url()),
+            }
+        }
+    }
+
+    /// Runs `sql` (one or more statements, simple protocol) on a new admin connection; panics on
+    /// error.
+    pub async fn exec_admin(&self, sql: &str) {
+        let mut conn = self.admin().await;
+        if let Err(e) = conn.execute(sqlx::raw_sql(sql)).await {
+            panic!("admin SQL failed: {e}\n{sql}");
+        }
+        let _ = conn.close().await;
+    }
+
+    /// A pool of at most `max` connections. `acquire_timeout` is 5 s rather than sqlx's 30 s so
+    /// that a test that takes the server down fails fast.
+    pub async fn pool(&self, max: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&self.url())
+            .await
+            .unwrap_or_else(|e| panic!("pool for {}: {e}", self.url()))
+    }
+
+    /// Terminates the backend `pid` (`pg_terminate_backend`) and waits until it has exited, so
+    /// the very next query on that session gets 57P01.
+    pub async fn terminate_backend(&self, pid: i32) {
+        let mut conn = self.admin().await;
+        // The timeout argument makes pg_terminate_backend wait for the backend to exit (PG 14+).
+        let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+            .bind(pid)
+            .fetch_one(&mut conn)
+            .await
+            .expect("pg_terminate_backend");
+        let _ = conn.close().await;
+        assert!(terminated, "backend {pid} not found or did not exit");
+    }
+
+    /// Terminates every client backend except those in `keep` (and the admin session doing it),
+    /// waiting until they have exited. Returns how many were terminated.
+    pub async fn terminate_backends_except(&self, keep: &[i32]) -> usize {
+        let mut conn = self.admin().await;
+        let terminated: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+             AND pid <> ALL($1)",
+        )
+        .bind(keep)
+        .fetch_all(&mut conn)
+        .await
+        .expect("terminate backends");
+        let _ = conn.close().await;
+        terminated.into_iter().filter(|ok| *ok).count()
+    }
+
+    /// `ALTER SYSTEM SET max_connections = n`, then a fast restart (the setting needs one).
+    /// Needs a free session slot for the admin connection.
+    pub async fn set_max_connections(&self, n: u32) {
+        assert!(n >= 1, "max_connections must be at least 1");
+        self.exec_admin(&format!("ALTER SYSTEM SET max_connections = {n}"))
+            .await;
+        self.stop_fast();
+        self.start_again();
+    }
+
+    fn wait_ready(&self) -> Result<(), NotReady> {
+        wait_ready(&self.daemon, self.port())
+    }
+
+    fn panic_not_ready(&self, why: NotReady) -> ! {
+        panic_not_ready(&self.daemon, &self.data, why)
+    }
+}
+
+/// Polls until the server on `port` answers `SELECT 1`.
+fn wait_ready(daemon: &Daemon, port: u16) -> Result<(), NotReady> {
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let url = url.as_str();
+    daemon.wait_ready(READY_TIMEOUT, move || async move {
+        let mut conn = PgConnection::connect(&url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = conn.close().await;
+        if one == 1 {
+            Ok(())
+        } else {
+            Err(format!("SELECT 1 returned {one}"))
+        }
+    })
+}
+
+fn panic_not_ready(daemon: &Daemon, data: &Path, why: NotReady) -> ! {
+    let why = match why {
+        NotReady::Exited(status) => format!("postgres exited ({status})"),
+        NotReady::TimedOut(last) => {
+            format!("postgres not ready after {READY_TIMEOUT:?} (last error: {last})")
+        }
+    };
+    panic!(
+        "{why}; data dir {}\n--- server log ---\n{}",
+        data.display(),
+        daemon.log_tail(30)
+    );
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        // Immediate: the data is thrown away, so there is nothing to checkpoint. Never panic in
+        // drop (it may run during a test's unwinding); the Daemon kills on timeout.
+        let _ = self.daemon.stop(libc::SIGQUIT, STOP_TIMEOUT);
+    }
+}
+
+fn is_busy(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|e| e.code());
+    matches!(code.as_deref(), Some("53300" | "57P03"))
+}
+
+/// The backend process id of `conn`, as `pg_stat_activity.pid` and `terminate_backend` know it.
+pub async fn backend_pid(conn: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .expect("SELECT pg_backend_pid()")
+}
