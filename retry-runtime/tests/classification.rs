@@ -1,0 +1,546 @@
+//! Every error code the contract names, with the class it must get; plus real SQLite errors and
+//! the properties of `ErrorClass` and `RetryOn`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use db_retry_runtime::{
+    classify_error, classify_io, classify_mysql, classify_postgres, classify_sqlite, classify_sqlx,
+    Classify, ErrorClass, RetryOn,
+};
+use sqlx::error::{DatabaseError, ErrorKind as DbErrorKind};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::Connection;
+
+use ErrorClass::{Connect, ConnectionLost, Contention, Permanent, Unavailable};
+
+/// Check every row, then fail once listing all the rows that got the wrong class.
+fn assert_table<R: fmt::Debug>(
+    backend: &str,
+    rows: &[(R, ErrorClass)],
+    classify: impl Fn(&R) -> ErrorClass,
+) {
+    let mismatches: Vec<String> = rows
+        .iter()
+        .filter_map(|(row, expected)| {
+            let actual = classify(row);
+            (actual != *expected)
+                .then(|| format!("  {row:?}: expected {expected:?}, got {actual:?}"))
+        })
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "{backend}: {} of {} rows misclassified:\n{}",
+        mismatches.len(),
+        rows.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn postgres_sqlstates_get_their_documented_class() {
+    const PLAIN: &str = "some server message";
+    let rows: &[((&str, &str), ErrorClass)] = &[
+        (("08000", PLAIN), ConnectionLost),
+        (("08001", PLAIN), Connect),
+        (("08003", PLAIN), ConnectionLost),
+        (("08004", PLAIN), Connect),
+        (("08006", PLAIN), ConnectionLost),
+        (("08007", PLAIN), ConnectionLost),
+        (("08P01", "invalid message format"), ConnectionLost),
+        (
+            ("08P01", "no more connections allowed (max_client_conn)"),
+            Connect,
+        ),
+        (("08P01", "query_wait_timeout"), Connect),
+        (("08P01", "server conn crashed?"), ConnectionLost),
+        (
+            ("25006", "cannot execute INSERT in a read-only transaction"),
+            Unavailable,
+        ),
+        (
+            (
+                "25P03",
+                "terminating connection due to idle-in-transaction timeout",
+            ),
+            ConnectionLost,
+        ),
+        (
+            (
+                "40001",
+                "could not serialize access due to read/write dependencies",
+            ),
+            Contention,
+        ),
+        (("40P01", "deadlock detected"), Contention),
+        (("40003", PLAIN), ConnectionLost),
+        (("53000", PLAIN), Unavailable),
+        (
+            ("53100", "could not extend file: No space left on device"),
+            Unavailable,
+        ),
+        (("53200", "out of memory"), Unavailable),
+        (("53300", "sorry, too many clients already"), Connect),
+        (("53400", PLAIN), Unavailable),
+        (
+            ("55P03", "could not obtain lock on row in relation"),
+            Contention,
+        ),
+        (("55006", "object is in use"), Contention),
+        (
+            (
+                "57P01",
+                "terminating connection due to administrator command",
+            ),
+            ConnectionLost,
+        ),
+        (
+            (
+                "57P02",
+                "terminating connection because of crash of another server process",
+            ),
+            ConnectionLost,
+        ),
+        (("57P03", "the database system is starting up"), Connect),
+        (
+            (
+                "57P05",
+                "terminating connection due to idle-session timeout",
+            ),
+            ConnectionLost,
+        ),
+        (("58000", PLAIN), Unavailable),
+        (("58030", "could not read block"), Unavailable),
+        (
+            ("57014", "canceling statement due to statement timeout"),
+            Permanent,
+        ),
+        (
+            ("57014", "canceling statement due to user request"),
+            Permanent,
+        ),
+        (
+            ("57014", "canceling statement due to conflict with recovery"),
+            Contention,
+        ),
+        (
+            ("23505", "duplicate key value violates unique constraint"),
+            Permanent,
+        ),
+        (
+            ("23503", "insert or update violates foreign key constraint"),
+            Permanent,
+        ),
+        (("23514", "new row violates check constraint"), Permanent),
+        (("42601", "syntax error at or near"), Permanent),
+        (("42P01", "relation \"nope\" does not exist"), Permanent),
+        (
+            ("28P01", "password authentication failed for user"),
+            Permanent,
+        ),
+        (("22012", "division by zero"), Permanent),
+    ];
+    assert_table("PostgreSQL", rows, |(code, message)| {
+        classify_postgres(code, message)
+    });
+}
+
+#[test]
+fn mysql_error_numbers_get_their_documented_class() {
+    let rows: &[((u16, Option<&str>), ErrorClass)] = &[
+        ((1040, None), Connect),
+        ((1053, Some("08S01")), ConnectionLost),
+        ((1205, Some("HY000")), Contention),
+        ((1213, Some("40001")), Contention),
+        ((1317, Some("70100")), Permanent),
+        ((1927, Some("70100")), ConnectionLost),
+        ((2002, Some("HY000")), Connect),
+        ((2003, Some("HY000")), Connect),
+        ((2006, Some("HY000")), ConnectionLost),
+        ((2013, Some("HY000")), ConnectionLost),
+        ((3572, Some("HY000")), Contention),
+        ((4031, Some("HY000")), ConnectionLost),
+        ((1290, Some("HY000")), Unavailable),
+        ((1836, Some("HY000")), Unavailable),
+        ((1792, Some("25006")), Unavailable),
+        ((3024, Some("HY000")), Permanent),
+        ((1062, Some("23000")), Permanent),
+        ((1158, Some("08S01")), ConnectionLost),
+        ((1159, Some("08S01")), ConnectionLost),
+        ((1160, Some("08S01")), ConnectionLost),
+        ((1161, Some("08S01")), ConnectionLost),
+        ((1203, Some("42000")), Connect),
+        // A number the table does not list, but whose SQLSTATE says the transaction rolled back.
+        ((9999, Some("40001")), Contention),
+        ((9999, Some("HY000")), Permanent),
+        ((9999, None), Permanent),
+    ];
+    assert_table("MySQL/MariaDB", rows, |(number, sqlstate)| {
+        classify_mysql(*number, *sqlstate)
+    });
+}
+
+#[test]
+fn sqlite_extended_codes_get_their_documented_class() {
+    let rows: &[(i32, ErrorClass)] = &[
+        (5, Contention),   // SQLITE_BUSY
+        (261, Contention), // SQLITE_BUSY_RECOVERY
+        (517, Contention), // SQLITE_BUSY_SNAPSHOT
+        (773, Contention), // SQLITE_BUSY_TIMEOUT
+        (6, Contention),   // SQLITE_LOCKED
+        (262, Contention), // SQLITE_LOCKED_SHAREDCACHE
+        (518, Contention), // SQLITE_LOCKED_VTAB
+        (19, Permanent),   // SQLITE_CONSTRAINT
+        (2067, Permanent), // SQLITE_CONSTRAINT_UNIQUE
+        (1, Permanent),    // SQLITE_ERROR
+        (14, Permanent),   // SQLITE_CANTOPEN
+    ];
+    assert_table("SQLite", rows, |code| classify_sqlite(*code));
+}
+
+#[test]
+fn io_error_kinds_get_their_documented_class() {
+    use io::ErrorKind::*;
+    let rows: &[(io::ErrorKind, ErrorClass)] = &[
+        (ConnectionRefused, Connect),
+        (AddrNotAvailable, Connect),
+        (HostUnreachable, Connect),
+        (NetworkUnreachable, Connect),
+        (ConnectionReset, ConnectionLost),
+        (ConnectionAborted, ConnectionLost),
+        (NotConnected, ConnectionLost),
+        (BrokenPipe, ConnectionLost),
+        (UnexpectedEof, ConnectionLost),
+        (TimedOut, ConnectionLost),
+        (PermissionDenied, Permanent),
+        (InvalidData, Permanent),
+    ];
+    assert_table("io::ErrorKind", rows, |kind| {
+        let bare = classify_io(&io::Error::from(*kind));
+        let with_message = classify_io(&io::Error::new(*kind, "with a message"));
+        assert_eq!(
+            bare, with_message,
+            "{kind:?}: a message must not change the class"
+        );
+        bare
+    });
+}
+
+/// A database error from a driver the runtime does not know, carrying only a SQLSTATE: it is
+/// classified by that SQLSTATE.
+#[derive(Debug)]
+struct OtherDriverError {
+    code: &'static str,
+    message: &'static str,
+}
+
+impl fmt::Display for OtherDriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for OtherDriverError {}
+
+impl DatabaseError for OtherDriverError {
+    fn message(&self) -> &str {
+        self.message
+    }
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self.code))
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> DbErrorKind {
+        DbErrorKind::Other
+    }
+}
+
+fn boxed(message: &str) -> Box<dyn std::error::Error + Send + Sync> {
+    message.into()
+}
+
+#[test]
+fn every_constructible_sqlx_error_variant_gets_its_documented_class() {
+    let rows: Vec<(sqlx::Error, ErrorClass)> = vec![
+        (
+            sqlx::Error::Io(io::ErrorKind::ConnectionRefused.into()),
+            Connect,
+        ),
+        (
+            sqlx::Error::Io(io::ErrorKind::UnexpectedEof.into()),
+            ConnectionLost,
+        ),
+        (
+            sqlx::Error::Io(io::ErrorKind::PermissionDenied.into()),
+            Permanent,
+        ),
+        (sqlx::Error::Tls(boxed("handshake failed")), Connect),
+        (sqlx::Error::PoolTimedOut, Connect),
+        (sqlx::Error::PoolClosed, Permanent),
+        (sqlx::Error::WorkerCrashed, Permanent),
+        (
+            sqlx::Error::Protocol("unexpected message 'Z'".into()),
+            ConnectionLost,
+        ),
+        (sqlx::Error::RowNotFound, Permanent),
+        (sqlx::Error::Decode(boxed("bad utf-8")), Permanent),
+        (sqlx::Error::Encode(boxed("too long")), Permanent),
+        (sqlx::Error::Configuration(boxed("bad url")), Permanent),
+        (sqlx::Error::ColumnNotFound("name".into()), Permanent),
+        (
+            sqlx::Error::TypeNotFound {
+                type_name: "mood".into(),
+            },
+            Permanent,
+        ),
+        (
+            sqlx::Error::ColumnIndexOutOfBounds { index: 3, len: 2 },
+            Permanent,
+        ),
+        (
+            sqlx::Error::ColumnDecode {
+                index: "0".into(),
+                source: boxed("mismatched types"),
+            },
+            Permanent,
+        ),
+        (
+            sqlx::Error::AnyDriverError(boxed("driver failed")),
+            Permanent,
+        ),
+        (sqlx::Error::InvalidArgument("bad".into()), Permanent),
+        (sqlx::Error::InvalidSavePointStatement, Permanent),
+        (sqlx::Error::BeginFailed, Permanent),
+        // `Database` from an unknown driver goes by its SQLSTATE.
+        (
+            OtherDriverError {
+                code: "40001",
+                message: "could not serialize access",
+            }
+            .into(),
+            Contention,
+        ),
+        (
+            OtherDriverError {
+                code: "57P01",
+                message: "terminating connection due to administrator command",
+            }
+            .into(),
+            ConnectionLost,
+        ),
+        (
+            OtherDriverError {
+                code: "23505",
+                message: "duplicate key value",
+            }
+            .into(),
+            Permanent,
+        ),
+    ];
+    assert_table("sqlx::Error", &rows, |error| {
+        let direct = classify_sqlx(error);
+        assert_eq!(
+            direct,
+            error.classify(),
+            "{error:?}: classify_sqlx and Classify::classify disagree"
+        );
+        assert_eq!(
+            direct,
+            classify_error(error),
+            "{error:?}: classify_sqlx and classify_error disagree"
+        );
+        direct
+    });
+}
+
+/// A database file in the system temp directory, deleted (with its journal) on drop.
+struct TempDbFile(PathBuf);
+
+impl TempDbFile {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        TempDbFile(std::env::temp_dir().join(format!(
+            "db-retry-{name}-{}-{nanos}.sqlite",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempDbFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-journal", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn real_sqlite_unique_violation_is_permanent() {
+    let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+    sqlx::query("CREATE TABLE users (email TEXT NOT NULL UNIQUE)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let insert = "INSERT INTO users (email) VALUES ('a@example.com')";
+    sqlx::query(insert).execute(&mut conn).await.unwrap();
+    let error = sqlx::query(insert).execute(&mut conn).await.unwrap_err();
+
+    let db = error.as_database_error().expect("a database error");
+    assert_eq!(
+        db.code().as_deref(),
+        Some("2067"),
+        "SQLITE_CONSTRAINT_UNIQUE"
+    );
+    assert!(db.is_unique_violation());
+    assert_eq!(classify_sqlx(&error), Permanent);
+    assert_eq!(error.classify(), Permanent);
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn real_sqlite_busy_from_a_held_write_lock_is_contention() {
+    let file = TempDbFile::new("busy");
+    let options = SqliteConnectOptions::new()
+        .filename(&file.0)
+        .create_if_missing(true)
+        .busy_timeout(Duration::ZERO);
+    let mut holder = SqliteConnection::connect_with(&options).await.unwrap();
+    let mut other = SqliteConnection::connect_with(&options).await.unwrap();
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let error = sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap_err();
+
+    let db = error.as_database_error().expect("a database error");
+    assert_eq!(db.code().as_deref(), Some("5"), "SQLITE_BUSY, got {error}");
+    assert_eq!(classify_sqlx(&error), Contention);
+    assert_eq!(error.classify(), Contention);
+    // The driver's error on its own, outside `sqlx::Error`, is recognised too.
+    assert_eq!(classify_error(db.as_error()), Contention);
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    holder.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn real_host_name_that_does_not_resolve_is_a_connect_error() {
+    // `.invalid` is reserved (RFC 6761): it never resolves, so the connect fails in the DNS
+    // lookup, before anything is sent.
+    let options = sqlx::postgres::PgConnectOptions::new()
+        .host("db-retry-test.invalid")
+        .port(5432)
+        .username("nobody");
+    let attempt = sqlx::PgConnection::connect_with(&options);
+    let error = tokio::time::timeout(Duration::from_secs(60), attempt)
+        .await
+        .expect("the DNS lookup should fail, not hang")
+        .expect_err("a .invalid host name must not resolve");
+    assert!(
+        matches!(&error, sqlx::Error::Io(_)),
+        "sqlx reports a failed lookup as an io error, got {error:?}"
+    );
+    assert_eq!(classify_sqlx(&error), Connect, "{error:?}");
+    assert_eq!(error.classify(), Connect);
+}
+
+const ALL_CLASSES: [ErrorClass; 5] = [Connect, ConnectionLost, Contention, Unavailable, Permanent];
+
+#[test]
+fn only_a_lost_connection_may_have_run() {
+    for class in ALL_CLASSES {
+        assert_eq!(
+            class.may_have_run(),
+            class == ConnectionLost,
+            "{class:?}.may_have_run()"
+        );
+    }
+}
+
+#[test]
+fn lost_connections_and_unavailable_servers_discard_the_connection() {
+    for class in ALL_CLASSES {
+        assert_eq!(
+            class.discards_connection(),
+            matches!(class, ConnectionLost | Unavailable),
+            "{class:?}.discards_connection()"
+        );
+    }
+}
+
+#[test]
+fn every_class_but_permanent_is_transient() {
+    for class in ALL_CLASSES {
+        assert_eq!(class.is_transient(), class != Permanent, "{class:?}");
+    }
+}
+
+#[test]
+fn retry_on_covers_exactly_the_classes_in_the_contract() {
+    let rows: &[((RetryOn, ErrorClass), bool)] = &[
+        ((RetryOn::Transient, Connect), true),
+        ((RetryOn::Transient, ConnectionLost), true),
+        ((RetryOn::Transient, Contention), true),
+        ((RetryOn::Transient, Unavailable), true),
+        ((RetryOn::Transient, Permanent), false),
+        ((RetryOn::Connection, Connect), true),
+        ((RetryOn::Connection, ConnectionLost), true),
+        ((RetryOn::Connection, Contention), false),
+        ((RetryOn::Connection, Unavailable), true),
+        ((RetryOn::Connection, Permanent), false),
+        ((RetryOn::Contention, Connect), false),
+        ((RetryOn::Contention, ConnectionLost), false),
+        ((RetryOn::Contention, Contention), true),
+        ((RetryOn::Contention, Unavailable), false),
+        ((RetryOn::Contention, Permanent), false),
+    ];
+    let mismatches: Vec<String> = rows
+        .iter()
+        .filter(|((on, class), expected)| on.covers(*class) != *expected)
+        .map(|((on, class), expected)| format!("  {on:?}.covers({class:?}) should be {expected}"))
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert_eq!(RetryOn::default(), RetryOn::Transient);
+}
+
+#[test]
+fn class_names_are_stable() {
+    let names: Vec<String> = ALL_CLASSES.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "connect",
+            "connection_lost",
+            "contention",
+            "unavailable",
+            "permanent"
+        ]
+    );
+    for class in ALL_CLASSES {
+        assert_eq!(class.as_str(), class.to_string());
+    }
+}

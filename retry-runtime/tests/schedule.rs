@@ -1,0 +1,567 @@
+//! The retry schedule on tokio's paused clock: exact gaps between attempts, attempt counts,
+//! deadline, idempotency and `on` filtering.
+//!
+//! A note on resolution: tokio's timer has millisecond granularity and rounds every sleep *up* to
+//! the next whole millisecond, so on the paused clock a jittered delay of `d` nanoseconds shows up
+//! as a gap of `d` rounded up to a whole millisecond. The jitter tests therefore check the exact
+//! nanosecond delays through `Retrier::retry_after` (no clock involved) and the measured gaps
+//! against those delays rounded up.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use db_retry_runtime::{
+    retry, retry_with, Backoff, Classify, ErrorClass, Jitter, Phase, Retrier, RetryOn, RetryPolicy,
+    RetryPolicyBuilder, Verdict,
+};
+use sqlx::error::{DatabaseError, ErrorKind as DbErrorKind};
+use tokio::time::Instant;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// The start instant of every attempt of one call, and the call's result.
+struct Run<E> {
+    starts: Vec<Instant>,
+    result: Result<(), E>,
+}
+
+impl<E> Run<E> {
+    fn attempts(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn gaps(&self) -> Vec<Duration> {
+        self.starts.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    fn error(self) -> E {
+        match self.result {
+            Ok(()) => panic!("expected the call to fail"),
+            Err(error) => error,
+        }
+    }
+}
+
+/// Run `retry` on an operation that fails every time with `error(attempt_number)`.
+async fn always_failing<E: Classify + fmt::Display>(
+    policy: &RetryPolicy,
+    error: impl Fn(usize) -> E,
+) -> Run<E> {
+    let starts = RefCell::new(Vec::new());
+    let result = retry(policy, || {
+        let attempt = {
+            let mut starts = starts.borrow_mut();
+            starts.push(Instant::now());
+            starts.len()
+        };
+        let error = error(attempt);
+        async move { Err::<(), E>(error) }
+    })
+    .await;
+    Run {
+        starts: starts.into_inner(),
+        result,
+    }
+}
+
+/// A connect error that says which attempt produced it.
+fn refused(attempt: usize) -> sqlx::Error {
+    sqlx::Error::Io(io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!("attempt {attempt}"),
+    ))
+}
+
+/// A database error carrying only a SQLSTATE, as a driver reports it.
+#[derive(Debug)]
+struct SqlState(&'static str);
+
+impl fmt::Display for SqlState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "database error {}", self.0)
+    }
+}
+
+impl std::error::Error for SqlState {}
+
+impl DatabaseError for SqlState {
+    fn message(&self) -> &str {
+        "synthetic"
+    }
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self.0))
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> DbErrorKind {
+        DbErrorKind::Other
+    }
+}
+
+fn serialization_failure() -> sqlx::Error {
+    SqlState("40001").into()
+}
+
+fn unexpected_eof() -> sqlx::Error {
+    sqlx::Error::Io(io::ErrorKind::UnexpectedEof.into())
+}
+
+fn no_jitter() -> RetryPolicyBuilder {
+    RetryPolicy::builder().jitter(Jitter::None)
+}
+
+#[tokio::test(start_paused = true)]
+async fn exponential_without_jitter_doubles_from_base_up_to_cap() {
+    let policy = no_jitter()
+        .backoff(Backoff::Exponential)
+        .base(ms(100))
+        .cap(ms(1000))
+        .max_retries(6)
+        .build()
+        .unwrap();
+    let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(run.attempts(), 7);
+    assert_eq!(run.gaps(), [100, 200, 400, 800, 1000, 1000].map(ms));
+    assert!(matches!(run.error(), sqlx::Error::PoolTimedOut));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fixed_backoff_waits_base_every_time() {
+    let policy = no_jitter()
+        .backoff(Backoff::Fixed)
+        .base(ms(250))
+        .max_retries(5)
+        .build()
+        .unwrap();
+    let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(run.attempts(), 6);
+    assert_eq!(run.gaps(), [ms(250); 5]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_backoff_retries_at_once_whatever_the_jitter() {
+    for jitter in [Jitter::None, Jitter::Full, Jitter::Equal] {
+        let policy = RetryPolicy::builder()
+            .backoff(Backoff::None)
+            .jitter(jitter)
+            .max_retries(4)
+            .build()
+            .unwrap();
+        let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+        assert_eq!(run.attempts(), 5, "{jitter:?}");
+        assert_eq!(run.gaps(), [Duration::ZERO; 4], "{jitter:?}");
+    }
+}
+
+// ---- jitter, against an independent computation of the AWS formulas ----
+
+const BASE: Duration = ms(100);
+const CAP: Duration = ms(1000);
+const RETRIES: u32 = 8;
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap()
+}
+
+/// `min(cap, base · 2^n)`.
+fn exponential_ceiling(n: u32) -> Duration {
+    (BASE * 2u32.pow(n)).min(CAP)
+}
+
+/// Full jitter: `random_between(0, min(cap, base · 2^n))`.
+fn expected_full(seed: u64) -> Vec<Duration> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..RETRIES)
+        .map(|n| Duration::from_nanos(rng.u64(0..=nanos(exponential_ceiling(n)))))
+        .collect()
+}
+
+/// Equal jitter: `temp / 2 + random_between(0, temp / 2)` with `temp = min(cap, base · 2^n)`.
+fn expected_equal(seed: u64) -> Vec<Duration> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..RETRIES)
+        .map(|n| {
+            let half = nanos(exponential_ceiling(n)) / 2;
+            Duration::from_nanos(half + rng.u64(0..=half))
+        })
+        .collect()
+}
+
+/// Decorrelated jitter: `sleep = min(cap, random_between(base, sleep · 3))`, `sleep` starting at
+/// `base`.
+fn expected_decorrelated(seed: u64) -> Vec<Duration> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut sleep = nanos(BASE);
+    (0..RETRIES)
+        .map(|_| {
+            sleep = rng.u64(nanos(BASE)..=sleep * 3).min(nanos(CAP));
+            Duration::from_nanos(sleep)
+        })
+        .collect()
+}
+
+fn jittered(jitter: Jitter, seed: u64) -> RetryPolicy {
+    RetryPolicy::builder()
+        .backoff(Backoff::Exponential)
+        .jitter(jitter)
+        .base(BASE)
+        .cap(CAP)
+        .max_retries(RETRIES)
+        .seed(seed)
+        .build()
+        .unwrap()
+}
+
+/// The delays `Retrier` hands out, without sleeping.
+fn drawn_delays(policy: &RetryPolicy) -> Vec<Duration> {
+    let mut retrier = Retrier::new(policy, "drawn_delays");
+    let error = sqlx::Error::PoolTimedOut;
+    let delays: Vec<Duration> = (0..policy.max_retries())
+        .map(|_| retrier.retry_after(&error, error.classify()).unwrap())
+        .collect();
+    assert_eq!(retrier.retry_after(&error, error.classify()), None);
+    delays
+}
+
+/// What tokio's millisecond timer turns a sleep of `d` into.
+fn rounded_up_to_ms(d: Duration) -> Duration {
+    ms(u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap())
+}
+
+/// The exact delays, their bounds, the cap, the gaps on the paused clock, and seed determinism.
+async fn check_jitter(
+    jitter: Jitter,
+    expected: fn(u64) -> Vec<Duration>,
+    bounds: fn(n: usize, previous: Duration) -> (Duration, Duration),
+) {
+    const SEED: u64 = 0x5eed_1234;
+    let policy = jittered(jitter, SEED);
+    let want = expected(SEED);
+
+    let delays = drawn_delays(&policy);
+    assert_eq!(
+        delays, want,
+        "{jitter:?}: delays differ from the AWS formula"
+    );
+    let mut previous = BASE;
+    for (n, delay) in delays.iter().enumerate() {
+        let (low, high) = bounds(n, previous);
+        assert!(
+            low <= *delay && *delay <= high,
+            "{jitter:?}: delay {n} = {delay:?} outside [{low:?}, {high:?}]"
+        );
+        assert!(
+            *delay <= CAP,
+            "{jitter:?}: delay {n} = {delay:?} above the cap"
+        );
+        previous = *delay;
+    }
+    assert!(
+        delays.windows(2).any(|w| w[0] != w[1]),
+        "{jitter:?}: jitter should vary the delays: {delays:?}"
+    );
+
+    let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(run.attempts(), RETRIES as usize + 1);
+    let gaps = run.gaps();
+    let want_gaps: Vec<Duration> = want.iter().copied().map(rounded_up_to_ms).collect();
+    assert_eq!(gaps, want_gaps, "{jitter:?}: gaps on the paused clock");
+
+    let again = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(again.gaps(), gaps, "{jitter:?}: same seed, same gaps");
+
+    let other_seed = jittered(jitter, SEED + 1);
+    let other = always_failing(&other_seed, |_| sqlx::Error::PoolTimedOut).await;
+    assert_ne!(other.gaps(), gaps, "{jitter:?}: another seed, other gaps");
+    assert_eq!(drawn_delays(&other_seed), expected(SEED + 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_jitter_draws_between_zero_and_the_exponential_delay() {
+    check_jitter(Jitter::Full, expected_full, |n, _| {
+        (Duration::ZERO, exponential_ceiling(n as u32))
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn equal_jitter_draws_between_half_and_all_of_the_exponential_delay() {
+    check_jitter(Jitter::Equal, expected_equal, |n, _| {
+        let d = exponential_ceiling(n as u32);
+        (d / 2, d)
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn decorrelated_jitter_draws_between_base_and_three_times_the_previous_delay() {
+    check_jitter(
+        Jitter::Decorrelated,
+        expected_decorrelated,
+        |_, previous| (BASE, (previous * 3).min(CAP)),
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unseeded_jitter_still_respects_the_cap() {
+    let policy = RetryPolicy::builder()
+        .base(BASE)
+        .cap(CAP)
+        .max_retries(20)
+        .build()
+        .unwrap();
+    let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(run.attempts(), 21);
+    assert!(run.gaps().iter().all(|gap| *gap <= CAP), "{:?}", run.gaps());
+}
+
+// ---- attempt counts ----
+
+#[tokio::test(start_paused = true)]
+async fn zero_max_retries_makes_exactly_one_attempt() {
+    let policy = no_jitter().max_retries(0).build().unwrap();
+    let start = Instant::now();
+    let run = always_failing(&policy, refused).await;
+    assert_eq!(run.attempts(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(run.error().to_string(), refused(1).to_string());
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_max_retries_make_four_attempts_and_return_the_last_error() {
+    let policy = no_jitter().max_retries(3).build().unwrap();
+    let run = always_failing(&policy, refused).await;
+    assert_eq!(run.attempts(), 4);
+    let error = run.error();
+    assert!(error.to_string().contains("attempt 4"), "got {error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_recovers_returns_the_value_after_backing_off() {
+    let policy = no_jitter().base(ms(100)).build().unwrap();
+    let start = Instant::now();
+    let mut attempts = 0;
+    let result = retry(&policy, || {
+        attempts += 1;
+        let attempt = attempts;
+        async move {
+            if attempt < 3 {
+                Err(sqlx::Error::PoolTimedOut)
+            } else {
+                Ok(attempt)
+            }
+        }
+    })
+    .await;
+    assert_eq!(result.unwrap(), 3);
+    assert_eq!(start.elapsed(), ms(100 + 200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_error_stops_after_one_attempt_without_sleeping() {
+    let policy = no_jitter().max_retries(10).build().unwrap();
+    let permanent: [fn(usize) -> sqlx::Error; 2] =
+        [|_| sqlx::Error::RowNotFound, |_| sqlx::Error::PoolClosed];
+    for error in permanent {
+        let start = Instant::now();
+        let run = always_failing(&policy, error).await;
+        assert_eq!(run.attempts(), 1);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(matches!(
+            run.error(),
+            sqlx::Error::RowNotFound | sqlx::Error::PoolClosed
+        ));
+    }
+}
+
+// ---- deadline ----
+
+#[tokio::test(start_paused = true)]
+async fn deadline_stops_exponential_retries_before_an_attempt_would_start_past_it() {
+    // Attempts start at 0, 100, 300, 700 ms; the next would start at 1500 ms > 1 s.
+    let deadline = ms(1000);
+    let policy = no_jitter()
+        .base(ms(100))
+        .cap(ms(5000))
+        .max_retries(10)
+        .deadline(deadline)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let run = always_failing(&policy, refused).await;
+    let elapsed = start.elapsed();
+    assert_eq!(run.attempts(), 4);
+    assert_eq!(run.gaps(), [100, 200, 400].map(ms));
+    assert_eq!(elapsed, ms(700));
+    assert!(elapsed <= deadline);
+    assert!(run.error().to_string().contains("attempt 4"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_forbids_an_attempt_that_would_start_exactly_at_it() {
+    // Fixed 100 ms: attempts at 0, 100, …, 900 ms; the next would start exactly at 1 s.
+    let deadline = ms(1000);
+    let policy = no_jitter()
+        .backoff(Backoff::Fixed)
+        .base(ms(100))
+        .max_retries(50)
+        .deadline(deadline)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let run = always_failing(&policy, refused).await;
+    assert_eq!(run.attempts(), 10);
+    assert_eq!(start.elapsed(), ms(900));
+    assert!(start.elapsed() <= deadline);
+    assert!(run.error().to_string().contains("attempt 10"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_counts_the_time_spent_inside_attempts() {
+    // Each attempt takes 150 ms, then 100 ms of backoff: starts at 0, 250, 500, 750 ms; the
+    // fourth ends at 900 ms and a fifth would start at 1 s.
+    let deadline = ms(1000);
+    let policy = no_jitter()
+        .backoff(Backoff::Fixed)
+        .base(ms(100))
+        .max_retries(50)
+        .deadline(deadline)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut starts = Vec::new();
+    let result: Result<(), sqlx::Error> = retry(&policy, || {
+        starts.push(start.elapsed());
+        let attempt = starts.len();
+        async move {
+            tokio::time::sleep(ms(150)).await;
+            Err(refused(attempt))
+        }
+    })
+    .await;
+    assert_eq!(starts, [0, 250, 500, 750].map(ms));
+    assert_eq!(start.elapsed(), ms(900));
+    assert!(start.elapsed() <= deadline);
+    assert!(result.unwrap_err().to_string().contains("attempt 4"));
+}
+
+// ---- idempotency ----
+
+#[tokio::test(start_paused = true)]
+async fn non_idempotent_call_does_not_retry_a_lost_connection() {
+    let policy = no_jitter().idempotent(false).build().unwrap();
+    let run = always_failing(&policy, |_| unexpected_eof()).await;
+    assert_eq!(run.attempts(), 1);
+    assert!(matches!(run.error(), sqlx::Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof));
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_idempotent_call_still_retries_contention_and_connect_errors() {
+    let policy = no_jitter()
+        .idempotent(false)
+        .max_retries(2)
+        .build()
+        .unwrap();
+    let run = always_failing(&policy, |_| serialization_failure()).await;
+    assert_eq!(run.attempts(), 3);
+    let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(run.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn boolean_classifier_overrides_idempotency() {
+    let policy = no_jitter()
+        .idempotent(false)
+        .max_retries(2)
+        .build()
+        .unwrap();
+    let mut attempts = 0;
+    let result: Result<(), sqlx::Error> = retry_with(
+        &policy,
+        |_: &sqlx::Error| Verdict::Retry(true),
+        || {
+            attempts += 1;
+            async { Err(unexpected_eof()) }
+        },
+    )
+    .await;
+    assert!(result.is_err());
+    assert_eq!(attempts, 3);
+
+    let mut attempts = 0;
+    let _ = retry_with(
+        &policy,
+        |_: &sqlx::Error| false,
+        || {
+            attempts += 1;
+            async { Err::<(), _>(sqlx::Error::PoolTimedOut) }
+        },
+    )
+    .await;
+    assert_eq!(attempts, 1, "a classifier answering false stops at once");
+}
+
+#[test]
+fn lost_connection_inside_a_transaction_is_retried_even_when_not_idempotent() {
+    let policy = no_jitter().idempotent(false).build().unwrap();
+    let error = unexpected_eof();
+    let class = Verdict::Class(error.classify());
+
+    let mut retrier = Retrier::new(&policy, "in_transaction");
+    assert!(retrier
+        .retry_after_in(&error, class, Phase::Transaction)
+        .is_some());
+
+    let mut retrier = Retrier::new(&policy, "at_commit");
+    assert_eq!(retrier.retry_after_in(&error, class, Phase::Commit), None);
+
+    let mut retrier = Retrier::new(&policy, "statement");
+    assert_eq!(
+        retrier.retry_after_in(&error, class, Phase::Statement),
+        None
+    );
+}
+
+// ---- `on` ----
+
+#[tokio::test(start_paused = true)]
+async fn retry_on_contention_does_not_retry_connect_errors() {
+    let policy = no_jitter()
+        .retry_on(RetryOn::Contention)
+        .max_retries(2)
+        .build()
+        .unwrap();
+    let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(run.attempts(), 1);
+    let run = always_failing(&policy, |_| serialization_failure()).await;
+    assert_eq!(run.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_on_connection_does_not_retry_serialization_failures() {
+    let policy = no_jitter()
+        .retry_on(RetryOn::Connection)
+        .max_retries(2)
+        .build()
+        .unwrap();
+    assert_eq!(serialization_failure().classify(), ErrorClass::Contention);
+    let run = always_failing(&policy, |_| serialization_failure()).await;
+    assert_eq!(run.attempts(), 1);
+    let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
+    assert_eq!(run.attempts(), 3);
+    let run = always_failing(&policy, |_| sqlx::Error::from(SqlState("53100"))).await;
+    assert_eq!(run.attempts(), 3, "unavailable is a connection-level class");
+}
