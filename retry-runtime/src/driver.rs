@@ -115,6 +115,7 @@ impl<'p> Retrier<'p> {
 
     /// Judge a failed attempt outside a transaction. Returns the delay before the next attempt,
     /// or `None` when the error must go to the caller.
+    #[cold]
     pub fn retry_after<E: Display + ?Sized>(
         &mut self,
         error: &E,
@@ -124,6 +125,7 @@ impl<'p> Retrier<'p> {
     }
 
     /// Judge a failed attempt that happened in `phase` of a unit of work.
+    #[cold]
     pub fn retry_after_in<E: Display + ?Sized>(
         &mut self,
         error: &E,
@@ -190,9 +192,13 @@ impl<'p> Retrier<'p> {
 }
 
 /// Wait before the next attempt, on tokio's clock (so paused-clock tests see exact delays).
+///
+/// The timer is boxed: a retry can afford one allocation next to its sleep, and a boxed timer
+/// keeps tokio's large `Sleep` out of every annotated function's future, which the happy path
+/// would otherwise pay for in size and in moves.
 pub async fn sleep(delay: Duration) {
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        Box::pin(tokio::time::sleep(delay)).await;
     }
 }
 

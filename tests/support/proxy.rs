@@ -58,7 +58,9 @@ pub struct FaultProxy {
 }
 
 impl FaultProxy {
-    /// Listens on 127.0.0.1 on a free port and forwards to `target`, in `pass` mode.
+    /// Listens on 127.0.0.1 on a free port and forwards to `target`, in `pass` mode. Each client
+    /// connection gets its own connection to `target`; if `target` refuses, the client (already
+    /// accepted) is reset.
     pub async fn start(target: SocketAddr) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
