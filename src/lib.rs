@@ -207,7 +207,7 @@
 ///
 /// ```
 /// mod infra {
-///     pub use db_retry as retry;
+///     pub(crate) use db_retry as retry;
 /// }
 ///
 /// #[infra::retry::db_retry(crate = infra::retry)]

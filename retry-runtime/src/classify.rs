@@ -89,6 +89,11 @@ impl fmt::Display for ErrorClass {
 /// `io::Error`, and the first one found decides. Also implemented for `dyn Error` trait objects,
 /// so method syntax reaches through `Box<dyn Error + Send + Sync>` and `anyhow::Error`.
 ///
+/// A wrapper declared `#[error(transparent)]` (thiserror) exposes the wrapped error's *source*
+/// rather than the wrapped error, so a `sqlx::Error` variant without a source, such as
+/// `PoolTimedOut`, cannot be seen through it and classifies as permanent. Give such a variant a
+/// message instead of `transparent`, or classify with a function of your own (`on = path`).
+///
 /// ```
 /// use db_retry_runtime::{Classify, ErrorClass};
 ///
