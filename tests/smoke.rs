@@ -8,18 +8,32 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 async fn plain(pool: &SqlitePool, id: i64, name: String) -> Result<i64, sqlx::Error> {
     CALLS.fetch_add(1, Ordering::SeqCst);
     let _ = name.len();
-    sqlx::query_scalar("SELECT ?").bind(id).fetch_one(pool).await
+    sqlx::query_scalar("SELECT ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await
 }
 
 #[db_retry(max = 2, base = 1ms)]
 async fn acquired(#[acquire] conn: &mut SqliteConnection, id: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT ?").bind(id).fetch_one(&mut *conn).await
+    sqlx::query_scalar("SELECT ?")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await
 }
 
 #[db_retry(max = 2, base = 1ms)]
-async fn tx(#[transaction] tx: &mut SqliteConnection, (a, b): (i64, i64)) -> Result<i64, sqlx::Error> {
-    let x: i64 = sqlx::query_scalar("SELECT ?").bind(a).fetch_one(&mut *tx).await?;
-    if x < 0 { return Ok(0); }
+async fn tx(
+    #[transaction] tx: &mut SqliteConnection,
+    (a, b): (i64, i64),
+) -> Result<i64, sqlx::Error> {
+    let x: i64 = sqlx::query_scalar("SELECT ?")
+        .bind(a)
+        .fetch_one(&mut *tx)
+        .await?;
+    if x < 0 {
+        return Ok(0);
+    }
     Ok(x + b)
 }
 

@@ -15,7 +15,7 @@
 //! }
 //! ```
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::{Ident, ItemFn};
 
@@ -25,7 +25,7 @@ use crate::validate::{self, Config};
 
 /// The attribute's entry point on `proc_macro2` types, so tests can call it.
 pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut func: ItemFn = match syn::parse2(item.clone()) {
+    let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
             let error = syn::Error::new(
@@ -35,21 +35,37 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_error(item, error);
         }
     };
-    let config = match parse::parse_args(args).and_then(validate::validate) {
-        Ok(config) => config,
-        Err(error) => return strip_and_report(func, error),
+    let (config, args_error) = match parse::parse_args(args) {
+        (args, Some(error)) => (validate::fallback(args), Some(error)),
+        (args, None) => match validate::validate(args.clone()) {
+            Ok(config) => (config, None),
+            Err(error) => (validate::fallback(args), Some(error)),
+        },
     };
-    let analysis = {
-        let mut rewritten = func.clone();
-        match signature::analyze(&mut rewritten, &config.krate) {
-            Ok(analysis) => {
-                func = rewritten;
-                analysis
-            }
-            Err(error) => return strip_and_report(func, error),
+    let mut rewritten = func.clone();
+    let analysis = match signature::analyze(&mut rewritten, &config.krate) {
+        Ok(analysis) => analysis,
+        Err(error) => {
+            let error = match args_error {
+                Some(mut args_error) => {
+                    args_error.combine(error);
+                    args_error
+                }
+                None => error,
+            };
+            return strip_and_report(func, error);
         }
     };
-    rewrite(func, &config, &analysis)
+    match args_error {
+        None => rewrite(rewritten, &config, &analysis),
+        // Callers of an `#[acquire]` / `#[transaction]` function pass a pool, so next to a bad
+        // argument it is still rewritten (with the default schedule): the argument's error stays
+        // the only one.
+        Some(error) if !matches!(analysis.unit, Unit::Plain) => {
+            with_error(rewrite(rewritten, &config, &analysis), error)
+        }
+        Some(error) => strip_and_report(func, error),
+    }
 }
 
 /// Emit the function as written (without our parameter helpers) and the error, so the user sees
@@ -86,7 +102,11 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
     let ret = &analysis.ret;
     let fake_return = fake_return(ret);
     let rebinds = rebind_tokens(&analysis.rebinds, &private);
-    let classify = classify_tokens(&config.on, &private, &error);
+    let class = Ident::new("class", mixed);
+    let shown = Ident::new("shown", mixed);
+    let (classify, verdict_from) = verdict_tokens(&config.on, analysis, &private, &error, &class);
+    // An error type that can't be shown in the retry event points at `E` in the signature.
+    let shown_at = Ident::new("shown", mixed.located_at(analysis.error_span));
 
     let (setup, attempt, release, judge) = match &analysis.unit {
         Unit::Plain => (
@@ -99,26 +119,26 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                 }
             },
             quote!(),
-            quote!(#retrier.retry_after(&#error, #verdict)),
+            quote!(#retrier.retry_after(#shown_at, #verdict)),
         ),
         Unit::Acquire {
             name: conn,
             conn: conn_ty,
         } => {
             let connection = Ident::new("connection", mixed);
+            let acquire = sqlx_step(quote!(#private::acquire(#conn).await?), analysis);
             (
                 quote!(let mut #connection = ::core::option::Option::None;),
                 quote! {
                     async {
                         #fake_return
-                        let #conn: &mut #conn_ty =
-                            &mut **#connection.insert(#private::acquire(#conn).await?);
+                        let #conn: &mut #conn_ty = &mut **#connection.insert(#acquire);
                         #rebinds
                         #block
                     }
                 },
                 quote!(#private::release(#connection, #verdict);),
-                quote!(#retrier.retry_after(&#error, #verdict)),
+                quote!(#retrier.retry_after(#shown_at, #verdict)),
             )
         }
         Unit::Transaction {
@@ -128,6 +148,12 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
             let connection = Ident::new("connection", mixed);
             let transaction = Ident::new("transaction", mixed);
             let phase = Ident::new("phase", mixed);
+            let acquire = quote!(#private::acquire(#conn).await?);
+            let begin = sqlx_step(
+                quote!(#private::begin(#connection.insert(#acquire)).await?),
+                analysis,
+            );
+            let commit = sqlx_step(quote!(#transaction.commit().await?), analysis);
             (
                 quote! {
                     let mut #connection = ::core::option::Option::None;
@@ -136,8 +162,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                 quote! {
                     async {
                         #fake_return
-                        let mut #transaction =
-                            #private::begin(#connection.insert(#private::acquire(#conn).await?)).await?;
+                        let mut #transaction = #begin;
                         let #value = async {
                             let #conn: &mut #conn_ty = &mut *#transaction;
                             #rebinds
@@ -146,12 +171,12 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         }
                         .await?;
                         #phase = #private::Phase::Commit;
-                        #transaction.commit().await?;
+                        #commit;
                         ::core::result::Result::Ok(#value)
                     }
                 },
                 quote!(#private::release(#connection, #verdict);),
-                quote!(#retrier.retry_after_in(&#error, #verdict, #phase)),
+                quote!(#retrier.retry_after_in(#shown_at, #verdict, #phase)),
             )
         }
     };
@@ -159,9 +184,12 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig {
-            static #policy_name: #private::RetryPolicy = #policy;
             let mut #retrier = #private::Retrier::new(
-                &#policy_name,
+                {
+                    // In a block of its own so the body can't see it: items aren't hygienic.
+                    static #policy_name: #private::RetryPolicy = #policy;
+                    &#policy_name
+                },
                 ::core::concat!(::core::module_path!(), #name),
             );
             loop {
@@ -172,7 +200,10 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         return ::core::result::Result::Ok(#value);
                     }
                     ::core::result::Result::Err(#error) => {
-                        let #verdict = #private::Verdict::from(#classify);
+                        // Classified and shown in one expression: an error type that can't be
+                        // classified is one compile error, not a second one for showing it.
+                        let (#class, #shown) = (#classify, &#error);
+                        let #verdict = #verdict_from;
                         #release
                         match #judge {
                             ::core::option::Option::Some(#delay) => #delay,
@@ -216,6 +247,9 @@ fn rebind_tokens(rebinds: &[Rebind], private: &TokenStream) -> TokenStream {
                 source,
                 ty_span,
             } => {
+                // "not Clone" points at the argument's type.
+                let mut source = source.clone();
+                source.set_span(source.span().located_at(*ty_span));
                 let clone = quote_spanned!(*ty_span=> #private::clone_arg(&#source));
                 quote!(let #pat = #clone;)
             }
@@ -223,14 +257,60 @@ fn rebind_tokens(rebinds: &[Rebind], private: &TokenStream) -> TokenStream {
         .collect()
 }
 
-fn classify_tokens(on: &On, private: &TokenStream, error: &Ident) -> TokenStream {
-    match on {
-        On::Classifier(path) => quote!(#path(&#error)),
-        On::Transient | On::Connection | On::Contention => quote! {{
-            use #private::AttemptError as _;
-            #error.__db_retry_class()
-        }},
-    }
+/// A step that can fail with `sqlx::Error`, whose `?` converts that into the function's error
+/// type: if it can't, the error points at `E` in the signature.
+fn sqlx_step(step: TokenStream, analysis: &Analysis) -> TokenStream {
+    located_at(step, analysis.error_span)
+}
+
+/// The classification of `error`, and its conversion from `class` to a `Verdict`. Type errors in
+/// them point at the user's token: the classifier's name, or `E` in the signature.
+fn verdict_tokens(
+    on: &On,
+    analysis: &Analysis,
+    private: &TokenStream,
+    error: &Ident,
+    class: &Ident,
+) -> (TokenStream, TokenStream) {
+    let span = match on {
+        On::Classifier(path) => path
+            .segments
+            .last()
+            .map_or(analysis.error_span, |last| last.ident.span()),
+        On::Transient | On::Connection | On::Contention => analysis.error_span,
+    };
+    let classify = match on {
+        On::Classifier(path) => {
+            let args = located_at(quote!((&#error)), span);
+            quote!(#path #args)
+        }
+        On::Transient | On::Connection | On::Contention => located_at(
+            quote! {{
+                use #private::AttemptError as _;
+                #error.__db_retry_class()
+            }},
+            span,
+        ),
+    };
+    let verdict = located_at(quote!(#private::Verdict::from(#class)), span);
+    (classify, verdict)
+}
+
+/// `tokens` reported at `span`, resolving names as before.
+fn located_at(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut moved = Group::new(group.delimiter(), located_at(group.stream(), span));
+                moved.set_span(group.span().located_at(span));
+                token = TokenTree::Group(moved);
+            } else {
+                token.set_span(token.span().located_at(span));
+            }
+            token
+        })
+        .collect()
 }
 
 fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStream {

@@ -87,12 +87,16 @@ fn parse_pair(input: ParseStream) -> syn::Result<Pair> {
 }
 
 /// Parse the attribute's tokens. Syntax errors stop at the first; a bad value for one key does
-/// not hide the others.
-pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<Args> {
+/// not hide the others. The keys that did parse come back with the errors, so the function can
+/// still be rewritten next to them.
+pub(crate) fn parse_args(tokens: TokenStream) -> (Args, Option<syn::Error>) {
     let parser = |input: ParseStream| {
         Punctuated::<Pair, Token![,]>::parse_terminated_with(input, parse_pair)
     };
-    let pairs = parser.parse2(tokens)?;
+    let pairs = match parser.parse2(tokens) {
+        Ok(pairs) => pairs,
+        Err(error) => return (Args::default(), Some(error)),
+    };
     let mut args = Args::default();
     let mut errors: Option<syn::Error> = None;
     for pair in pairs {
@@ -103,10 +107,7 @@ pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<Args> {
             }
         }
     }
-    match errors {
-        Some(errors) => Err(errors),
-        None => Ok(args),
-    }
+    (args, errors)
 }
 
 impl Args {

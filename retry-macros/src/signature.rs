@@ -98,13 +98,13 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
                         "only one `#[acquire]` or `#[transaction]` per function: each attempt runs on one connection",
                     ));
                 }
-                if let Err(error) = attr.meta.require_path_only() {
+                if attr.meta.require_path_only().is_err() {
                     let name = match kind {
                         Helper::Acquire => "acquire",
                         Helper::Transaction => "transaction",
                     };
-                    return Err(syn::Error::new(
-                        error.span(),
+                    return Err(syn::Error::new_spanned(
+                        &attr.meta,
                         format!("`#[{name}]` takes no arguments: write `#[{name}] conn: &mut PgConnection`"),
                     ));
                 }

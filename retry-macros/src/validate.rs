@@ -59,10 +59,11 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
         }
     }
     if let Some(jitter) = &args.jitter {
-        if backoff == BackoffKind::None {
+        // `jitter = none` says the same as `backoff = none` and is allowed with it.
+        if backoff == BackoffKind::None && jitter.value != JitterKind::None {
             return Err(syn::Error::new(
                 jitter.span,
-                "`jitter` has no effect with `backoff = none`; remove one of them",
+                "`jitter` has no effect with `backoff = none`; remove it or write `jitter = none`",
             ));
         }
         if jitter.value == JitterKind::Decorrelated && backoff != BackoffKind::Exponential {
@@ -96,6 +97,21 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
             path
         }),
     })
+}
+
+/// What to rewrite the function with when the attribute has an error (so callers still see the
+/// signature they expect): the default schedule, but the `on` and `crate` that did parse, as they
+/// decide whether the rewritten function type-checks.
+pub(crate) fn fallback(args: Args) -> Config {
+    let args = Args {
+        on: args.on,
+        krate: args.krate,
+        ..Args::default()
+    };
+    match validate(args) {
+        Ok(config) => config,
+        Err(_) => unreachable!("the default schedule passes validation"),
+    }
 }
 
 /// A duration as the user would write it.

@@ -1,0 +1,9 @@
+use db_retry::db_retry;
+use sqlx::PgPool;
+
+#[db_retry]
+pub struct UserRepo {
+    pool: PgPool,
+}
+
+fn main() {}

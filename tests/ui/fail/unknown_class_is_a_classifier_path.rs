@@ -1,0 +1,14 @@
+// A word `on` doesn't know is the path of a user classifier, so a misspelled class is rustc's
+// "cannot find function" at the misspelled word.
+use db_retry::db_retry;
+use sqlx::PgPool;
+
+#[db_retry(on = transiant)]
+async fn find_name(pool: &PgPool, id: i64) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+fn main() {}
