@@ -103,8 +103,10 @@
 ///
 /// The future stays `Send` when the body's is: the error is judged and dropped before the
 /// backoff delay is awaited. Known limits: a `&mut self` body that passes `self` to a generic
-/// function must write `&mut *self`; a body that moves a by-value `self` out can't be re-run;
-/// methods of an `#[async_trait]` impl are rejected (use native `async fn` in traits).
+/// function must write `&mut *self`; a body that moves a by-value `self` out can't be re-run; a
+/// by-value argument that is `Send` but not `Sync` makes the future non-`Send` (each attempt
+/// borrows it to clone it); methods of an `#[async_trait]` impl are rejected (use native
+/// `async fn` in traits).
 ///
 /// # `max`
 ///

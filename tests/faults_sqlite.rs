@@ -40,14 +40,8 @@ async fn contended_pool(dir: &tempfile::TempDir) -> SqlitePool {
     pool
 }
 
-#[db_retry(on = contention, max = 100, base = 1ms, cap = 20ms)]
-async fn record(
-    #[transaction] tx: &mut SqliteConnection,
-    writer: u32,
-    n: u32,
-    attempts: &AtomicU32,
-) -> Result<(), sqlx::Error> {
-    attempts.fetch_add(1, Ordering::Relaxed);
+/// One event and its running total, in the caller's transaction.
+async fn write_event(tx: &mut SqliteConnection, writer: u32, n: u32) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO events (writer, n) VALUES (?, ?)")
         .bind(writer)
         .bind(n)
@@ -60,22 +54,24 @@ async fn record(
     Ok(())
 }
 
+#[db_retry(on = contention, max = 100, base = 1ms, cap = 20ms)]
+async fn record(
+    #[transaction] tx: &mut SqliteConnection,
+    writer: u32,
+    n: u32,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    attempts.fetch_add(1, Ordering::Relaxed);
+    write_event(tx, writer, n).await
+}
+
 #[db_retry(max = 0)]
 async fn record_once(
     #[transaction] tx: &mut SqliteConnection,
     writer: u32,
     n: u32,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO events (writer, n) VALUES (?, ?)")
-        .bind(writer)
-        .bind(n)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE totals SET count = count + 1 WHERE writer = ?")
-        .bind(writer)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    write_event(tx, writer, n).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
