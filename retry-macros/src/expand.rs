@@ -1,15 +1,19 @@
 //! Code generation: the function body becomes a loop of attempts.
 //!
 //! ```text
-//! static POLICY = …;                       // the attribute's policy, checked at compile time
-//! let mut retrier = Retrier::new(&POLICY, "path::to::fn");
+//! // the attribute's policy, checked at compile time, in a block the body cannot see into
+//! let mut retrier = Retrier::new({ static POLICY = …; &POLICY }, "path::to::fn");
 //! loop {
 //!     let delay = match async { <rebind args>; <the user's block> }.await {
 //!         Ok(value) => return Ok(value),
-//!         Err(error) => match retrier.retry_after(&error, <classify error>) {
-//!             Some(delay) => delay,   // the error is dropped here, before the sleep
-//!             None => return Err(error),
-//!         },
+//!         Err(error) => {
+//!             let verdict = <classify error>;
+//!             <release the attempt's connection, closing it if broken>
+//!             match retrier.retry_after(&error, verdict) {
+//!                 Some(delay) => delay,   // the error is dropped here, before the sleep
+//!                 None => return Err(error),
+//!             }
+//!         }
 //!     };
 //!     sleep(delay).await;
 //! }
