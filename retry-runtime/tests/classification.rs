@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use db_retry_runtime::{
@@ -364,31 +363,6 @@ fn every_constructible_sqlx_error_variant_gets_its_documented_class() {
     });
 }
 
-/// A database file in the system temp directory, deleted (with its journal) on drop.
-struct TempDbFile(PathBuf);
-
-impl TempDbFile {
-    fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        TempDbFile(std::env::temp_dir().join(format!(
-            "db-retry-{name}-{}-{nanos}.sqlite",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempDbFile {
-    fn drop(&mut self) {
-        for suffix in ["", "-journal", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 #[tokio::test]
 async fn real_sqlite_unique_violation_is_permanent() {
     let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
@@ -414,9 +388,9 @@ async fn real_sqlite_unique_violation_is_permanent() {
 
 #[tokio::test]
 async fn real_sqlite_busy_from_a_held_write_lock_is_contention() {
-    let file = TempDbFile::new("busy");
+    let dir = tempfile::tempdir().unwrap();
     let options = SqliteConnectOptions::new()
-        .filename(&file.0)
+        .filename(dir.path().join("busy.sqlite"))
         .create_if_missing(true)
         .busy_timeout(Duration::ZERO);
     let mut holder = SqliteConnection::connect_with(&options).await.unwrap();

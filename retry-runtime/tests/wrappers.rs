@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use db_retry_runtime::{retry, Classify, ErrorClass, RetryPolicy};
@@ -279,31 +278,6 @@ fn transparent_wrapper_hides_sqlx_variants_that_have_no_source() {
     );
 }
 
-/// A database file in the system temp directory, deleted (with its journal) on drop.
-struct TempDbFile(PathBuf);
-
-impl TempDbFile {
-    fn new(name: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        TempDbFile(std::env::temp_dir().join(format!(
-            "db-retry-{name}-{}-{nanos}.sqlite",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempDbFile {
-    fn drop(&mut self) {
-        for suffix in ["", "-journal", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 /// `BEGIN IMMEDIATE` on `conn` while another connection holds the write lock: SQLITE_BUSY.
 async fn busy(conn: &mut SqliteConnection) -> sqlx::Error {
     sqlx::query("BEGIN IMMEDIATE")
@@ -314,9 +288,9 @@ async fn busy(conn: &mut SqliteConnection) -> sqlx::Error {
 
 #[tokio::test]
 async fn real_sqlite_busy_is_contention_through_every_wrapper() {
-    let file = TempDbFile::new("wrappers-busy");
+    let dir = tempfile::tempdir().unwrap();
     let options = SqliteConnectOptions::new()
-        .filename(&file.0)
+        .filename(dir.path().join("wrappers-busy.sqlite"))
         .create_if_missing(true)
         .busy_timeout(Duration::ZERO);
     let mut holder = SqliteConnection::connect_with(&options).await.unwrap();
