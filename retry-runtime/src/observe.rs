@@ -19,7 +19,8 @@ pub(crate) fn retrying<E: Display + ?Sized>(
         target: "db_retry",
         function,
         attempt,
-        delay_ms = delay.as_millis() as u64,
+        // Rounded up, as tokio's millisecond timer sleeps it.
+        delay_ms = u64::try_from(delay.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
         class = class.map_or("custom", ErrorClass::as_str),
         may_have_run,
         error = %error,

@@ -1,0 +1,149 @@
+//! The tracing events of a retried call: one WARN per retry carrying the class and whether the
+//! statement may have run, a WARN when giving up on a transient error, a DEBUG on success after
+//! retries, and nothing at all on the happy path.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use db_retry_runtime::{retry, Jitter, RetryPolicy};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+#[derive(Debug, Clone)]
+struct Event {
+    level: tracing::Level,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Recorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        struct Fields(BTreeMap<String, String>);
+        impl Visit for Fields {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(field.name().to_owned(), format!("{value:?}"));
+            }
+            fn record_str(&mut self, field: &Field, value: &str) {
+                self.0.insert(field.name().to_owned(), value.to_owned());
+            }
+        }
+        let mut fields = Fields(BTreeMap::new());
+        event.record(&mut fields);
+        assert_eq!(event.metadata().target(), "db_retry");
+        self.0.lock().unwrap().push(Event {
+            level: *event.metadata().level(),
+            fields: fields.0,
+        });
+    }
+}
+
+/// Runs `f` on a current-thread runtime with paused time, recording every event.
+fn recorded<F: std::future::Future>(f: F) -> (F::Output, Vec<Event>) {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let output = tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(f)
+    });
+    let events = recorder.0.lock().unwrap().clone();
+    (output, events)
+}
+
+fn no_jitter(max: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_retries(max)
+        .base(Duration::from_millis(100))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn happy_path_emits_nothing() {
+    let policy = no_jitter(3);
+    let (result, events) = recorded(retry(&policy, || async { Ok::<_, io::Error>(1) }));
+    assert_eq!(result.unwrap(), 1);
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn each_retry_is_a_warn_with_class_delay_and_may_have_run() {
+    let policy = no_jitter(3);
+    let mut failures = 2;
+    let (result, events) = recorded(retry(&policy, || {
+        let fail = failures > 0;
+        failures -= 1;
+        async move {
+            if fail {
+                Err(io::Error::from(io::ErrorKind::ConnectionReset))
+            } else {
+                Ok(7)
+            }
+        }
+    }));
+
+    assert_eq!(result.unwrap(), 7);
+    assert_eq!(events.len(), 3, "{events:?}");
+    for (i, event) in events[..2].iter().enumerate() {
+        assert_eq!(event.level, tracing::Level::WARN);
+        assert_eq!(event.fields["attempt"], (i + 1).to_string());
+        assert_eq!(event.fields["delay_ms"], ["100", "200"][i]);
+        assert_eq!(event.fields["class"], "connection_lost");
+        assert_eq!(event.fields["may_have_run"], "true");
+        assert!(event.fields["error"].contains("reset"), "{event:?}");
+        assert!(event.fields["function"].contains("events"), "{event:?}");
+    }
+    assert_eq!(events[2].level, tracing::Level::DEBUG);
+    assert_eq!(events[2].fields["attempts"], "3");
+}
+
+#[test]
+fn giving_up_on_a_transient_error_says_why() {
+    let policy = no_jitter(1);
+    let (result, events) = recorded(retry(&policy, || async {
+        Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionRefused))
+    }));
+
+    assert!(result.is_err());
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].fields["class"], "connect");
+    assert_eq!(events[0].fields["may_have_run"], "false");
+    assert_eq!(events[1].level, tracing::Level::WARN);
+    assert_eq!(events[1].fields["reason"], "no retries left");
+    assert_eq!(events[1].fields["attempts"], "2");
+}
+
+#[test]
+fn not_idempotent_gives_up_with_that_reason() {
+    let policy = RetryPolicy::builder().idempotent(false).build().unwrap();
+    let (result, events) = recorded(retry(&policy, || async {
+        Err::<(), _>(io::Error::from(io::ErrorKind::UnexpectedEof))
+    }));
+
+    assert!(result.is_err());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].fields["reason"].contains("not idempotent"),
+        "{events:?}"
+    );
+    assert_eq!(events[0].fields["class"], "connection_lost");
+}
+
+#[test]
+fn permanent_errors_emit_nothing() {
+    let policy = no_jitter(3);
+    let (result, events) = recorded(retry(&policy, || async {
+        Err::<(), _>(sqlx::Error::RowNotFound)
+    }));
+    assert!(result.is_err());
+    assert!(events.is_empty(), "{events:?}");
+}
