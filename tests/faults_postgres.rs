@@ -472,6 +472,16 @@ async fn run_sql(pool: &PgPool, sql: &str, attempts: &AtomicU32) -> Result<(), s
 }
 
 #[db_retry(max = 5, base = 1ms)]
+async fn bind_too_few(pool: &PgPool, attempts: &AtomicU32) -> Result<(), sqlx::Error> {
+    attempts.fetch_add(1, Ordering::Relaxed);
+    sqlx::query("SELECT $1::int + $2::int")
+        .bind(1)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[db_retry(max = 5, base = 1ms)]
 async fn fetch_missing(pool: &PgPool, attempts: &AtomicU32) -> Result<i32, sqlx::Error> {
     attempts.fetch_add(1, Ordering::Relaxed);
     sqlx::query_scalar("SELECT id FROM things WHERE id = -1")
@@ -516,6 +526,20 @@ async fn permanent_errors_run_exactly_once() {
             "{what} must run exactly once"
         );
     }
+    // PostgreSQL reports a bind message with too few parameters as 08P01, the code it also uses
+    // for broken protocol streams: a mistake in the statement, so it must not be retried.
+    let attempts = AtomicU32::new(0);
+    let error = bind_too_few(&pool, &attempts)
+        .await
+        .expect_err("one parameter missing");
+    let code = error.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("08P01"), "{error}");
+    assert_eq!(
+        attempts.load(Ordering::Relaxed),
+        1,
+        "a bind mistake runs exactly once"
+    );
+
     let attempts = AtomicU32::new(0);
     let error = fetch_missing(&pool, &attempts).await.expect_err("no row");
     assert!(matches!(error, sqlx::Error::RowNotFound), "{error}");
@@ -524,7 +548,7 @@ async fn permanent_errors_run_exactly_once() {
         1,
         "RowNotFound must run exactly once"
     );
-    summary("permanent_errors", 5, 0, 5, Duration::ZERO);
+    summary("permanent_errors", 6, 0, 6, Duration::ZERO);
 }
 
 #[db_retry(idempotent = false, max = 3, base = 1ms)]

@@ -265,6 +265,16 @@ pub fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
         let code = sqlx::error::DatabaseError::code(lite).and_then(|code| code.parse::<i32>().ok());
         return code.map_or(ErrorClass::Permanent, classify_sqlite);
     }
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        use sqlx::postgres::PgSeverity;
+        let fatal = matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic);
+        return match classify_postgres(pg.code(), pg.message()) {
+            // The server ends the session after a FATAL protocol violation.
+            ErrorClass::Permanent if fatal && pg.code() == "08P01" => ErrorClass::ConnectionLost,
+            class => class,
+        };
+    }
     match error.code() {
         Some(code) => classify_postgres(&code, error.message()),
         None => ErrorClass::Permanent,
@@ -275,8 +285,13 @@ pub fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
 /// PostgreSQL reuse for several causes.
 ///
 /// 57014 (`query_canceled`) is permanent: it is what the user's own `statement_timeout` and an
-/// operator's `pg_cancel_backend` report, and retrying would defeat both. The one exception is a
-/// hot standby cancelling a query because of a conflict with recovery, which is contention.
+/// operator's `pg_cancel_backend` report, and retrying would defeat both. (A hot standby cancels
+/// for conflicts with recovery with 40001, which is contention.)
+///
+/// 08P01 (`protocol_violation`) is a lost connection only when PgBouncer says its server
+/// connection crashed; PostgreSQL itself also uses 08P01 for statement errors such as a bind
+/// message with the wrong number of parameters, which are permanent. A FATAL 08P01 from the
+/// server is a lost connection; [`classify_database`] sees the severity and decides that.
 pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
     match sqlstate {
         // connection_exception family: the client could not establish the session.
@@ -291,7 +306,8 @@ pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
         {
             ErrorClass::Connect
         }
-        "08000" | "08003" | "08006" | "08007" | "08P01" => ErrorClass::ConnectionLost,
+        "08P01" if message.contains("server conn crashed") => ErrorClass::ConnectionLost,
+        "08000" | "08003" | "08006" | "08007" => ErrorClass::ConnectionLost,
         // admin_shutdown (pg_terminate_backend, smart/fast stop), crash_shutdown,
         // idle_session_timeout, idle_in_transaction_session_timeout: the session is gone.
         "57P01" | "57P02" | "57P05" | "25P03" => ErrorClass::ConnectionLost,
@@ -299,7 +315,6 @@ pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
         "40003" => ErrorClass::ConnectionLost,
         // serialization_failure, deadlock_detected, lock_not_available, object_in_use.
         "40001" | "40P01" | "55P03" | "55006" => ErrorClass::Contention,
-        "57014" if message.contains("conflict with recovery") => ErrorClass::Contention,
         // insufficient_resources family, system errors, read-only after failover.
         "53000" | "53100" | "53200" | "53400" | "58000" | "58030" | "25006" => {
             ErrorClass::Unavailable
@@ -327,6 +342,9 @@ pub fn classify_mysql(number: u16, sqlstate: Option<&str>) -> ErrorClass {
         // ER_QUERY_INTERRUPTED (KILL QUERY), ER_QUERY_TIMEOUT (max_execution_time): the user's
         // own limits.
         1317 | 3024 => ErrorClass::Permanent,
+        // ER_NET_PACKET_TOO_LARGE (the same statement fails again), ER_HANDSHAKE_ERROR,
+        // ER_UNKNOWN_COM_ERROR: SQLSTATE 08S01 like a lost connection, but deterministic.
+        1153 | 1043 | 1047 => ErrorClass::Permanent,
         _ => match sqlstate {
             Some("40001") => ErrorClass::Contention,
             Some("08S01") => ErrorClass::ConnectionLost,

@@ -24,7 +24,8 @@ use crate::policy::RetryPolicy;
 pub enum Verdict {
     /// The error's class; the policy decides whether it is retried.
     Class(ErrorClass),
-    /// A user classifier's yes or no; the policy's `on` and `idempotent` don't apply.
+    /// A user classifier's yes or no; the policy's `on` doesn't apply, and `idempotent = false`
+    /// applies only to a failed COMMIT, whose outcome is unknown whatever the classifier says.
     Retry(bool),
 }
 
@@ -148,7 +149,13 @@ impl<'p> Retrier<'p> {
                 }
                 (Some(class), may_have_run, wanted)
             }
-            Verdict::Retry(retry) => (None, false, retry),
+            // A user classifier decides, except that it cannot overrule `idempotent = false` for
+            // a COMMIT whose outcome is unknown: that would risk applying the transaction twice.
+            Verdict::Retry(retry) => (
+                None,
+                phase == Phase::Commit,
+                retry && (self.policy.idempotent || phase != Phase::Commit),
+            ),
         };
         if !wanted {
             return None;
@@ -167,7 +174,7 @@ impl<'p> Retrier<'p> {
         }
         let delay = self.schedule.next_delay(self.policy, self.retries);
         if let (Some(deadline), Some(started)) = (self.policy.deadline, self.started) {
-            if started.elapsed() + delay >= deadline {
+            if started.elapsed().saturating_add(delay) >= deadline {
                 observe::gave_up(
                     self.function,
                     self.retries + 1,

@@ -49,7 +49,14 @@ fn postgres_sqlstates_get_their_documented_class() {
         (("08004", PLAIN), Connect),
         (("08006", PLAIN), ConnectionLost),
         (("08007", PLAIN), ConnectionLost),
-        (("08P01", "invalid message format"), ConnectionLost),
+        (("08P01", "invalid message format"), Permanent),
+        (
+            (
+                "08P01",
+                "bind message supplies 1 parameters, but prepared statement \"\" requires 2",
+            ),
+            Permanent,
+        ),
         (
             ("08P01", "no more connections allowed (max_client_conn)"),
             Connect,
@@ -123,7 +130,7 @@ fn postgres_sqlstates_get_their_documented_class() {
         ),
         (
             ("57014", "canceling statement due to conflict with recovery"),
-            Contention,
+            Permanent,
         ),
         (
             ("23505", "duplicate key value violates unique constraint"),
@@ -167,6 +174,10 @@ fn mysql_error_numbers_get_their_documented_class() {
         ((1792, Some("25006")), Unavailable),
         ((3024, Some("HY000")), Permanent),
         ((1062, Some("23000")), Permanent),
+        ((1153, Some("08S01")), Permanent),
+        ((1043, Some("08S01")), Permanent),
+        ((1047, Some("08S01")), Permanent),
+        ((9999, Some("08S01")), ConnectionLost),
         ((1158, Some("08S01")), ConnectionLost),
         ((1159, Some("08S01")), ConnectionLost),
         ((1160, Some("08S01")), ConnectionLost),

@@ -565,3 +565,24 @@ async fn retry_on_connection_does_not_retry_serialization_failures() {
     let run = always_failing(&policy, |_| sqlx::Error::from(SqlState("53100"))).await;
     assert_eq!(run.attempts(), 3, "unavailable is a connection-level class");
 }
+
+#[test]
+fn a_custom_yes_cannot_retry_an_ambiguous_commit_when_not_idempotent() {
+    use db_retry_runtime::{Phase, Retrier, Verdict};
+    let lost = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+    let strict = RetryPolicy::builder().idempotent(false).build().unwrap();
+    let mut retrier = Retrier::new(&strict, "commit");
+    assert_eq!(
+        retrier.retry_after_in(&lost, Verdict::Retry(true), Phase::Commit),
+        None,
+        "the transaction may have committed"
+    );
+    assert!(retrier
+        .retry_after_in(&lost, Verdict::Retry(true), Phase::Transaction)
+        .is_some());
+    let relaxed = RetryPolicy::default();
+    let mut retrier = Retrier::new(&relaxed, "commit");
+    assert!(retrier
+        .retry_after_in(&lost, Verdict::Retry(true), Phase::Commit)
+        .is_some());
+}
