@@ -68,7 +68,7 @@
 //! Every retry emits a `tracing` WARN event with target `db_retry` and the fields `function`,
 //! `attempt`, `delay_ms`, `class`, `may_have_run` and `error`; giving up on a transient error
 //! emits a WARN with the `reason`; success after retries emits a DEBUG event. A call that
-//! succeeds at once emits nothing, allocates nothing and reads no clock.
+//! succeeds at once emits nothing, allocates nothing and, without a `deadline`, reads no clock.
 #![warn(missing_docs)]
 
 /// Retry an `async fn` that returns `Result<T, E>` when it fails with a transient database

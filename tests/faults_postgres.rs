@@ -832,3 +832,57 @@ async fn cancelled_calls_leave_no_connection_or_transaction_behind() {
     assert_eq!(open_transactions(&server).await, 0);
     summary("cancellation", 2, 0, 0, Duration::ZERO);
 }
+
+#[db_retry(idempotent = false, max = 20, base = 10ms, cap = 50ms)]
+async fn insert_on_fresh_connection(
+    #[acquire] conn: &mut PgConnection,
+    bodies: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    bodies.fetch_add(1, Ordering::Relaxed);
+    sqlx::query("INSERT INTO events (kind) VALUES ('acquired')")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+// 8d. With #[acquire], a connection broken while it is being set up is retried even when the
+// function is not idempotent: nothing was sent, so nothing can have run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_connect_is_retried_even_when_not_idempotent() {
+    let server = PgServer::start();
+    server
+        .exec_admin("CREATE TABLE events (id serial PRIMARY KEY, kind text NOT NULL)")
+        .await;
+    let proxy = FaultProxy::start(server.addr()).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(&server.url_via(proxy.addr()))
+        .unwrap();
+    // Every new connection is reset during its startup handshake, until the proxy heals.
+    proxy.reset_after_bytes(8);
+    let bodies = AtomicU32::new(0);
+    let started = Instant::now();
+
+    let heal = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        proxy.pass();
+    };
+    let (outcome, ()) = tokio::join!(insert_on_fresh_connection(&pool, &bodies), heal);
+
+    let resets = proxy.stats().resets;
+    summary("broken_connect", 1, resets as u32, 0, started.elapsed());
+    outcome.expect("retried once the link heals");
+    assert!(resets > 0, "connection setup really failed");
+    assert_eq!(
+        bodies.load(Ordering::Relaxed),
+        1,
+        "the body ran once, on a good connection"
+    );
+    let mut admin = server.admin().await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}

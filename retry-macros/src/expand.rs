@@ -130,19 +130,24 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
             conn: conn_ty,
         } => {
             let connection = Ident::new("connection", mixed);
+            let phase = Ident::new("phase", mixed);
             let acquire = sqlx_step(quote!(#private::acquire(#conn).await?), analysis);
             (
-                quote!(let mut #connection = ::core::option::Option::None;),
+                quote! {
+                    let mut #connection = ::core::option::Option::None;
+                    let mut #phase = #private::Phase::Acquire;
+                },
                 quote! {
                     async {
                         #fake_return
                         let #conn: &mut #conn_ty = &mut **#connection.insert(#acquire);
+                        #phase = #private::Phase::Statement;
                         #rebinds
                         #block
                     }
                 },
                 quote!(#private::release(#connection, #verdict);),
-                quote!(#retrier.retry_after(#shown_at, #verdict)),
+                quote!(#retrier.retry_after_in(#shown_at, #verdict, #phase)),
             )
         }
         Unit::Transaction {

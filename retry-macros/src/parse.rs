@@ -326,7 +326,10 @@ fn parse_duration(key: &str, value: &Expr) -> syn::Result<Duration> {
             ))
         }
     };
-    duration.ok_or_else(|| syn::Error::new_spanned(int, format!("`{key}` is too large")))
+    // The policy is emitted in milliseconds; anything past u64 milliseconds is no schedule.
+    duration
+        .filter(|d| u64::try_from(d.as_millis()).is_ok())
+        .ok_or_else(|| syn::Error::new_spanned(int, format!("`{key}` is too large")))
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ impl From<bool> for Verdict {
 /// Where in a unit of work the error happened; it decides whether the statement may have run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
+    /// Getting the attempt's connection: nothing has been sent yet, so nothing ran.
+    Acquire,
     /// A statement on its own (autocommit): a lost connection leaves it ambiguous.
     #[default]
     Statement,
@@ -135,7 +137,8 @@ impl<'p> Retrier<'p> {
     ) -> Option<Duration> {
         let (class, may_have_run, wanted) = match verdict {
             Verdict::Class(class) => {
-                let may_have_run = class.may_have_run() && phase != Phase::Transaction;
+                let may_have_run =
+                    class.may_have_run() && matches!(phase, Phase::Statement | Phase::Commit);
                 let wanted =
                     self.policy.retry_on.covers(class) && (self.policy.idempotent || !may_have_run);
                 if class.is_transient() && !wanted && self.policy.retry_on.covers(class) {

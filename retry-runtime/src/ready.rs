@@ -38,25 +38,33 @@ where
     let started = Instant::now();
     let mut attempt: u32 = 0;
     loop {
-        let error = match options.connect().await {
-            Ok(mut connection) => match connection.ping().await {
-                Ok(()) => {
-                    if attempt > 0 {
-                        tracing::info!(
-                            target: "db_retry",
-                            attempts = attempt + 1,
-                            waited_ms = started.elapsed().as_millis() as u64,
-                            "database is ready"
-                        );
-                    }
-                    // Closing politely is a courtesy; a failure here says nothing about
-                    // readiness.
-                    let _ = connection.close().await;
-                    return Ok(());
+        // Bounded by what is left of `timeout`: against a host that never answers, a connect
+        // attempt would otherwise wait for the operating system's own time-out (minutes).
+        let left = timeout.saturating_sub(started.elapsed());
+        let probe = async {
+            let mut connection = options.connect().await?;
+            connection.ping().await?;
+            Ok::<_, sqlx::Error>(connection)
+        };
+        let error = match tokio::time::timeout(left, probe).await {
+            Ok(Ok(connection)) => {
+                if attempt > 0 {
+                    tracing::info!(
+                        target: "db_retry",
+                        attempts = attempt + 1,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "database is ready"
+                    );
                 }
-                Err(error) => error,
-            },
-            Err(error) => error,
+                // Closing politely is a courtesy; a failure here says nothing about readiness.
+                let _ = connection.close().await;
+                return Ok(());
+            }
+            Ok(Err(error)) => error,
+            Err(_) => sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the database did not answer within {timeout:?}"),
+            )),
         };
         let class = classify_sqlx(&error);
         if class == ErrorClass::Permanent {
