@@ -101,6 +101,12 @@
 /// - by-value arguments are **cloned for each attempt** (a non-`Clone` one is a compile error
 ///   pointing at it). Prefer borrowing (`&str` over `String`) when the value is large.
 ///
+/// A `&mut` connection taken *without* `#[acquire]` is the caller's: every attempt runs on that
+/// same connection. That suits autocommit work, but inside a transaction the caller opened, a
+/// failed statement has already aborted the transaction (PostgreSQL answers 25P02 until
+/// ROLLBACK), so retrying there cannot help. Put `#[db_retry]` on the unit of work instead: the
+/// function that owns the transaction, with `#[transaction]`.
+///
 /// The future stays `Send` when the body's is: the error is judged and dropped before the
 /// backoff delay is awaited. Known limits: a `&mut self` body that passes `self` to a generic
 /// function must write `&mut *self`; a body that moves a by-value `self` out can't be re-run; a

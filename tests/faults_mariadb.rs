@@ -190,3 +190,31 @@ async fn killed_connection_is_retried() {
     assert_eq!(outcome.expect("retried on a new connection"), 42);
     assert_eq!(retries, 1, "one killed attempt, one retry");
 }
+
+#[db_retry(max = 3, base = 1ms)]
+async fn export(pool: &MySqlPool, attempts: &AtomicU32) -> Result<(), sqlx::Error> {
+    attempts.fetch_add(1, Ordering::SeqCst);
+    sqlx::query("SELECT 1 INTO OUTFILE '/tmp/db-retry-not-allowed.txt'")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+// 1290 also means "--secure-file-priv forbids this": configuration, not a read-only replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option_prevents_statement_is_permanent_unless_read_only() {
+    let allowed = tempfile::tempdir().unwrap();
+    let server = MariaDbServer::builder()
+        .option(&format!("--secure-file-priv={}", allowed.path().display()))
+        .start();
+    let pool = server.pool(2).await;
+    let attempts = AtomicU32::new(0);
+
+    let error = export(&pool, &attempts)
+        .await
+        .expect_err("outside secure_file_priv");
+
+    assert_eq!(mysql_error_number(&error), Some(1290), "{error}");
+    assert_eq!(error.classify(), ErrorClass::Permanent, "{error}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "runs exactly once");
+}

@@ -258,6 +258,14 @@ fn classify_database_error(error: &(dyn StdError + 'static)) -> Option<ErrorClas
 pub fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
     #[cfg(feature = "mysql")]
     if let Some(my) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // 1290 is "the server is running with the --X option": a read-only replica is
+        // unavailable for writes, but --secure-file-priv and the like are configuration.
+        if my.number() == 1290
+            && !my.message().contains("read-only")
+            && !my.message().contains("read_only")
+        {
+            return ErrorClass::Permanent;
+        }
         return classify_mysql(my.number(), my.code());
     }
     #[cfg(feature = "sqlite")]
