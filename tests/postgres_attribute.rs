@@ -1,12 +1,12 @@
 //! `#[db_retry]` against a real PostgreSQL that each test starts for itself: terminated backends
-//! are retried on a fresh connection, permanent errors run once, and `#[transaction]` under real
-//! SERIALIZABLE conflicts commits every logical operation exactly once.
+//! are retried on a fresh connection and permanent errors run once. `#[transaction]` under real
+//! SERIALIZABLE conflicts and deadlocks is `conflicting_transfers_commit_exactly_once` in
+//! `faults_postgres.rs`.
 
 #[path = "support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
 use db_retry::db_retry;
 use sqlx::{PgConnection, PgPool};
@@ -133,125 +133,5 @@ async fn unique_violation_runs_once() {
         attempts.load(Ordering::SeqCst),
         2,
         "one attempt per call: never retried"
-    );
-}
-
-/// Moves `amount` and records the transfer in a ledger whose primary key is the transfer id, so
-/// a transfer committed twice would fail and one never committed would be missing.
-#[db_retry(on = contention, max = 50, base = 1ms, cap = 20ms)]
-async fn transfer(
-    #[transaction] tx: &mut PgConnection,
-    id: i64,
-    from: i64,
-    to: i64,
-    amount: i64,
-    attempts: &AtomicU32,
-) -> Result<(), sqlx::Error> {
-    attempts.fetch_add(1, Ordering::SeqCst);
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
-        .execute(&mut *tx)
-        .await?;
-    let balance: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = $1")
-        .bind(from)
-        .fetch_one(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE accounts SET balance = $1 WHERE id = $2")
-        .bind(balance - amount)
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE accounts SET balance = balance + $1 WHERE id = $2")
-        .bind(amount)
-        .bind(to)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO ledger (id, from_account, to_account, amount) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(id)
-    .bind(from)
-    .bind(to)
-    .bind(amount)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serializable_transfers_commit_exactly_once() {
-    const ACCOUNTS: i64 = 4;
-    const TRANSFERS: i64 = 200;
-    const WORKERS: i64 = 12;
-    // Crossed transfers deadlock (40P01) as well as failing serialization (40001); detect the
-    // deadlocks in 50 ms instead of the default second.
-    let server = PgServer::builder()
-        .setting("deadlock_timeout", "50ms")
-        .start();
-    let pool = server.pool(8).await;
-    sqlx::raw_sql(
-        "CREATE TABLE accounts (id bigint PRIMARY KEY, balance bigint NOT NULL);
-         CREATE TABLE ledger (id bigint PRIMARY KEY, from_account bigint, to_account bigint,
-                              amount bigint);
-         INSERT INTO accounts SELECT g, 1000 FROM generate_series(0, 3) g;",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let attempts = Arc::new(AtomicU32::new(0));
-    let started = std::time::Instant::now();
-
-    // More workers than pool connections, each running its share of transfers one after the
-    // other: the conflicts come from the data, not from starving the pool.
-    let mut tasks = Vec::new();
-    for worker in 0..WORKERS {
-        let (pool, attempts) = (pool.clone(), attempts.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut failures = 0;
-            for id in (worker..TRANSFERS).step_by(WORKERS as usize) {
-                let from = id % ACCOUNTS;
-                let to = (from + 1 + id % (ACCOUNTS - 1)) % ACCOUNTS;
-                if let Err(error) = transfer(&pool, id, from, to, 1 + id % 5, &attempts).await {
-                    eprintln!("transfer {id} failed: {error}");
-                    failures += 1;
-                }
-            }
-            failures
-        }));
-    }
-    let mut failures = 0;
-    for task in tasks {
-        failures += task.await.unwrap();
-    }
-
-    let (ledger, total): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM ledger), (SELECT sum(balance)::bigint FROM accounts)",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    let expected_sum: i64 = (0..TRANSFERS).map(|id| 1 + id % 5).sum();
-    let moved: i64 = sqlx::query_scalar("SELECT sum(amount)::bigint FROM ledger")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let retries = attempts.load(Ordering::SeqCst) as i64 - TRANSFERS;
-    println!(
-        "serializable_transfers: calls={TRANSFERS} retries={retries} failures={failures} elapsed={:?}",
-        started.elapsed()
-    );
-    assert_eq!(failures, 0, "every transfer commits");
-    assert_eq!(
-        ledger, TRANSFERS,
-        "every transfer is in the ledger exactly once"
-    );
-    assert_eq!(moved, expected_sum);
-    assert_eq!(
-        total,
-        ACCOUNTS * 1000,
-        "money is neither created nor destroyed"
-    );
-    assert!(
-        retries > 0,
-        "the transfers really conflicted (40001) and were retried"
     );
 }
