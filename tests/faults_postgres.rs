@@ -30,7 +30,9 @@ async fn blocking<F: FnOnce() + Send + 'static>(f: F) {
     tokio::task::spawn_blocking(f).await.expect("harness call");
 }
 
-#[db_retry(max = 10, base = 1ms, cap = 50ms)]
+// Generous retries: on a starved machine the side task kills backends faster than the readers
+// can use them, and a call may meet several dead connections in a row.
+#[db_retry(max = 30, base = 1ms, cap = 50ms, deadline = 10s)]
 async fn read_item(pool: &PgPool, id: i32, attempts: &AtomicU32) -> Result<i32, sqlx::Error> {
     attempts.fetch_add(1, Ordering::Relaxed);
     sqlx::query_scalar("SELECT $1::int4 + 1")
