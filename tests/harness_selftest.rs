@@ -178,7 +178,7 @@ async fn pg_concurrent_servers_are_independent() {
         .collect();
     eprintln!("3 pg servers started concurrently: {:?}", t.elapsed());
 
-    let mut ports: Vec<u16> = servers.iter().map(PgServer::port).collect();
+    let mut ports: Vec<u16> = servers.iter().map(|server| server.port()).collect();
     ports.sort();
     ports.dedup();
     assert_eq!(ports.len(), 3, "distinct ports");

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, Executor};
-use tempfile::TempDir;
 
-use super::process::{self, Daemon, NotReady, PortLease, ServiceUser};
+use super::process::{self, Daemon, NotReady, PortLease, Server, ServiceUser};
 
 const PACKAGE_HINT: &str =
     "install the Debian package `mariadb-server` (apt-get install -y mariadb-server)";
@@ -130,7 +129,10 @@ impl MariaDbServerBuilder {
                 Err(e) => panic_not_ready(&daemon, e),
             }
         };
-        MariaDbServer { port, daemon, dir }
+        MariaDbServer {
+            // Nothing to save in a throwaway server.
+            server: Server::new(port, daemon, libc::SIGKILL, dir),
+        }
     }
 
     fn args(&self, data: &Path, dir: &Path, port: u16) -> Vec<OsString> {
@@ -157,10 +159,15 @@ impl MariaDbServerBuilder {
 /// A MariaDB server of the test's own on 127.0.0.1 and a free port; user `root` without a
 /// password. Dropping it kills the server and removes its files, also when the test panics.
 pub struct MariaDbServer {
-    port: PortLease,
-    daemon: Daemon,
-    // Last: removed after the server has stopped (see Drop).
-    dir: TempDir,
+    server: Server,
+}
+
+impl std::ops::Deref for MariaDbServer {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
 }
 
 impl MariaDbServer {
@@ -175,14 +182,6 @@ impl MariaDbServer {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port.port()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port()))
-    }
-
     /// `mysql://root@127.0.0.1:PORT/test`
     pub fn url(&self) -> String {
         self.url_via(self.addr())
@@ -195,36 +194,20 @@ impl MariaDbServer {
 
     /// Normal shutdown (SIGTERM): connections are killed, InnoDB shuts down cleanly.
     pub fn stop_fast(&self) {
-        self.stop(libc::SIGTERM);
+        self.server.stop(libc::SIGTERM, STOP_TIMEOUT);
     }
 
     /// SIGKILL: connections see the socket close; the next start runs InnoDB recovery.
     pub fn stop_immediate(&self) {
-        self.stop(libc::SIGKILL);
-    }
-
-    fn stop(&self, signal: libc::c_int) {
-        match self.daemon.stop(signal, STOP_TIMEOUT) {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("mariadbd on port {} is not running", self.port()),
-            Err(e) => panic!("{e}\n--- server log ---\n{}", self.daemon.log_tail(30)),
-        }
+        self.server.stop(libc::SIGKILL, STOP_TIMEOUT);
     }
 
     /// Starts the stopped server again on the same port and data directory.
     pub fn start_again(&self) {
-        self.daemon.spawn();
-        if let Err(e) = wait_ready(&self.daemon, self.port()) {
-            panic_not_ready(&self.daemon, e);
+        self.daemon().spawn();
+        if let Err(e) = wait_ready(self.daemon(), self.port()) {
+            panic_not_ready(self.daemon(), e);
         }
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.daemon.is_running()
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.daemon.log_tail(lines)
     }
 
     /// A new root connection beside whatever the test holds. Retries for up to 5 s on error 1040
@@ -259,13 +242,6 @@ impl MariaDbServer {
             .connect(&self.url())
             .await
             .unwrap_or_else(|e| panic!("pool for {}: {e}", self.url()))
-    }
-}
-
-impl Drop for MariaDbServer {
-    fn drop(&mut self) {
-        // Never panic in drop (it may run during a test's unwinding).
-        let _ = self.daemon.stop(libc::SIGKILL, STOP_TIMEOUT);
     }
 }
 

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor};
-use tempfile::TempDir;
 
-use super::process::{self, Daemon, NotReady, PortLease, ServiceUser};
+use super::process::{self, Daemon, NotReady, PortLease, Server, ServiceUser};
 
 const PACKAGE_HINT: &str =
     "install the Debian package `postgresql` (apt-get install -y postgresql)";
@@ -165,10 +164,9 @@ impl PgServerBuilder {
             }
         };
         PgServer {
-            port,
+            // Immediate: the data is thrown away, so there is nothing to checkpoint.
+            server: Server::new(port, daemon, libc::SIGQUIT, dir),
             data,
-            daemon,
-            dir,
         }
     }
 
@@ -194,11 +192,16 @@ fn quote(value: &str) -> String {
 /// authentication for the superuser `postgres`. Dropping it stops the server (immediate shutdown)
 /// and removes its files, also when the test panics.
 pub struct PgServer {
-    port: PortLease,
+    server: Server,
     data: PathBuf,
-    daemon: Daemon,
-    // Last: removed after the server has stopped (see Drop).
-    dir: TempDir,
+}
+
+impl std::ops::Deref for PgServer {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
+    }
 }
 
 impl PgServer {
@@ -212,14 +215,6 @@ impl PgServer {
             max_connections: 100,
             settings: Vec::new(),
         }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port.port()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port()))
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`
@@ -236,44 +231,27 @@ impl PgServer {
     /// Fast shutdown (SIGINT): sessions get 57P01 "terminating connection due to administrator
     /// command", then the server checkpoints and exits. Returns once it has exited.
     pub fn stop_fast(&self) {
-        self.stop(libc::SIGINT);
+        self.server.stop(libc::SIGINT, STOP_TIMEOUT);
     }
 
     /// Immediate shutdown (SIGQUIT): backends exit without a word, so clients see the socket
     /// close; the next start runs crash recovery. Returns once the server has exited.
     pub fn stop_immediate(&self) {
-        self.stop(libc::SIGQUIT);
-    }
-
-    fn stop(&self, signal: libc::c_int) {
-        match self.daemon.stop(signal, STOP_TIMEOUT) {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("postgres on port {} is not running", self.port()),
-            Err(e) => panic!("{e}\n--- server log ---\n{}", self.daemon.log_tail(30)),
-        }
+        self.server.stop(libc::SIGQUIT, STOP_TIMEOUT);
     }
 
     /// Starts the stopped server again on the same port and data directory, and waits until it
     /// answers. Panics if it is running.
     pub fn start_again(&self) {
-        self.daemon.spawn();
+        self.daemon().spawn();
         if let Err(e) = self.wait_ready() {
             self.panic_not_ready(e);
         }
     }
 
-    pub fn is_running(&self) -> bool {
-        self.daemon.is_running()
-    }
-
     /// The data directory (removed on drop).
     pub fn data_dir(&self) -> &Path {
         &self.data
-    }
-
-    /// The server's log so far (its last `lines` lines), for assertion messages.
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.daemon.log_tail(lines)
     }
 
     /// A new superuser connection beside whatever the test holds.
@@ -357,11 +335,11 @@ impl PgServer {
     }
 
     fn wait_ready(&self) -> Result<(), NotReady> {
-        wait_ready(&self.daemon, self.port())
+        wait_ready(self.daemon(), self.port())
     }
 
     fn panic_not_ready(&self, why: NotReady) -> ! {
-        panic_not_ready(&self.daemon, &self.data, why)
+        panic_not_ready(self.daemon(), &self.data, why)
     }
 }
 
@@ -398,14 +376,6 @@ fn panic_not_ready(daemon: &Daemon, data: &Path, why: NotReady) -> ! {
         data.display(),
         daemon.log_tail(30)
     );
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        // Immediate: the data is thrown away, so there is nothing to checkpoint. Never panic in
-        // drop (it may run during a test's unwinding); the Daemon kills on timeout.
-        let _ = self.daemon.stop(libc::SIGQUIT, STOP_TIMEOUT);
-    }
 }
 
 fn is_busy(error: &sqlx::Error) -> bool {

@@ -492,3 +492,70 @@ where
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// What every throwaway server is made of.
+
+/// A started server: its reserved port, its process and the directory it lives in. `PgServer`
+/// and `MariaDbServer` dereference to it for what they have in common.
+pub struct Server {
+    port: PortLease,
+    daemon: Daemon,
+    /// The signal that ends the server when it is dropped.
+    drop_signal: libc::c_int,
+    // Last: removed after the server has stopped (see Drop).
+    dir: TempDir,
+}
+
+impl Server {
+    pub fn new(port: PortLease, daemon: Daemon, drop_signal: libc::c_int, dir: TempDir) -> Self {
+        Server {
+            port,
+            daemon,
+            drop_signal,
+            dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port.port()
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port()))
+    }
+
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sends `signal` and returns once the server has exited; panics with its log otherwise.
+    pub fn stop(&self, signal: libc::c_int, timeout: Duration) {
+        match self.daemon.stop(signal, timeout) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the server on port {} is not running", self.port()),
+            Err(e) => panic!("{e}\n--- server log ---\n{}", self.daemon.log_tail(30)),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.daemon.is_running()
+    }
+
+    /// The server's log so far (its last `lines` lines), for assertion messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.daemon.log_tail(lines)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Never panic in drop (it may run during a test's unwinding); the Daemon kills on
+        // timeout.
+        let _ = self.daemon.stop(self.drop_signal, Duration::from_secs(20));
+    }
+}
