@@ -1,7 +1,6 @@
 //! Every error code the contract names, with the class it must get; plus real SQLite errors and
 //! the properties of `ErrorClass` and `RetryOn`.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -10,10 +9,12 @@ use db_retry_runtime::{
     classify_error, classify_io, classify_mysql, classify_postgres, classify_sqlite, classify_sqlx,
     Classify, ErrorClass, RetryOn,
 };
-use sqlx::error::{DatabaseError, ErrorKind as DbErrorKind};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::Connection;
 
+mod common;
+
+use common::OtherDriverError;
 use ErrorClass::{Connect, ConnectionLost, Contention, Permanent, Unavailable};
 
 /// Check every row, then fail once listing all the rows that got the wrong class.
@@ -237,43 +238,6 @@ fn io_error_kinds_get_their_documented_class() {
         );
         bare
     });
-}
-
-/// A database error from a driver the runtime does not know, carrying only a SQLSTATE: it is
-/// classified by that SQLSTATE.
-#[derive(Debug)]
-struct OtherDriverError {
-    code: &'static str,
-    message: &'static str,
-}
-
-impl fmt::Display for OtherDriverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.message, self.code)
-    }
-}
-
-impl std::error::Error for OtherDriverError {}
-
-impl DatabaseError for OtherDriverError {
-    fn message(&self) -> &str {
-        self.message
-    }
-    fn code(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(self.code))
-    }
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-        self
-    }
-    fn kind(&self) -> DbErrorKind {
-        DbErrorKind::Other
-    }
 }
 
 fn boxed(message: &str) -> Box<dyn std::error::Error + Send + Sync> {

@@ -7,7 +7,6 @@
 //! nanosecond delays through `Retrier::retry_after` (no clock involved) and the measured gaps
 //! against those delays rounded up.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
@@ -17,7 +16,9 @@ use db_retry_runtime::{
     retry, retry_with, Backoff, Classify, ErrorClass, Jitter, Phase, Retrier, RetryOn, RetryPolicy,
     RetryPolicyBuilder, Verdict,
 };
-use sqlx::error::{DatabaseError, ErrorKind as DbErrorKind};
+mod common;
+
+use common::OtherDriverError;
 use tokio::time::Instant;
 
 const fn ms(n: u64) -> Duration {
@@ -77,41 +78,8 @@ fn refused(attempt: usize) -> sqlx::Error {
     ))
 }
 
-/// A database error carrying only a SQLSTATE, as a driver reports it.
-#[derive(Debug)]
-struct SqlState(&'static str);
-
-impl fmt::Display for SqlState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "database error {}", self.0)
-    }
-}
-
-impl std::error::Error for SqlState {}
-
-impl DatabaseError for SqlState {
-    fn message(&self) -> &str {
-        "synthetic"
-    }
-    fn code(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(self.0))
-    }
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-        self
-    }
-    fn kind(&self) -> DbErrorKind {
-        DbErrorKind::Other
-    }
-}
-
 fn serialization_failure() -> sqlx::Error {
-    SqlState("40001").into()
+    OtherDriverError::sqlstate("40001")
 }
 
 fn unexpected_eof() -> sqlx::Error {
@@ -562,7 +530,7 @@ async fn retry_on_connection_does_not_retry_serialization_failures() {
     assert_eq!(run.attempts(), 1);
     let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
     assert_eq!(run.attempts(), 3);
-    let run = always_failing(&policy, |_| sqlx::Error::from(SqlState("53100"))).await;
+    let run = always_failing(&policy, |_| OtherDriverError::sqlstate("53100")).await;
     assert_eq!(run.attempts(), 3, "unavailable is a connection-level class");
 }
 

@@ -1,14 +1,14 @@
 //! Classification reaches a `sqlx::Error` or `io::Error` through the wrappers users put around
 //! it, with no code on their side.
 
-use std::borrow::Cow;
 use std::error::Error as StdError;
-use std::fmt;
 use std::io;
 use std::time::Duration;
 
 use db_retry_runtime::{retry, Classify, ErrorClass, RetryPolicy};
-use sqlx::error::{DatabaseError, ErrorKind as DbErrorKind};
+mod common;
+
+use common::OtherDriverError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::Connection;
 
@@ -212,46 +212,13 @@ enum TransparentError {
     Db(#[from] sqlx::Error),
 }
 
-/// A database error from a driver the runtime does not know, carrying only a SQLSTATE.
-#[derive(Debug)]
-struct SqlState(&'static str);
-
-impl fmt::Display for SqlState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "database error {}", self.0)
-    }
-}
-
-impl StdError for SqlState {}
-
-impl DatabaseError for SqlState {
-    fn message(&self) -> &str {
-        "synthetic"
-    }
-    fn code(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(self.0))
-    }
-    fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
-        self
-    }
-    fn as_error_mut(&mut self) -> &mut (dyn StdError + Send + Sync + 'static) {
-        self
-    }
-    fn into_error(self: Box<Self>) -> Box<dyn StdError + Send + Sync + 'static> {
-        self
-    }
-    fn kind(&self) -> DbErrorKind {
-        DbErrorKind::Other
-    }
-}
-
 #[test]
 fn transparent_wrapper_around_a_database_error_is_classified_by_its_code() {
-    let error = TransparentError::from(sqlx::Error::from(SqlState("40001")));
+    let error = TransparentError::from(OtherDriverError::sqlstate("40001"));
     assert_eq!(error.classify(), ErrorClass::Contention);
-    let error = TransparentError::from(sqlx::Error::from(SqlState("57P01")));
+    let error = TransparentError::from(OtherDriverError::sqlstate("57P01"));
     assert_eq!(error.classify(), ErrorClass::ConnectionLost);
-    let error = anyhow::Error::from(TransparentError::from(sqlx::Error::from(SqlState("40P01"))));
+    let error = anyhow::Error::from(TransparentError::from(OtherDriverError::sqlstate("40P01")));
     assert_eq!(error.classify(), ErrorClass::Contention);
 }
 
