@@ -258,15 +258,7 @@ fn classify_database_error(error: &(dyn StdError + 'static)) -> Option<ErrorClas
 pub fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
     #[cfg(feature = "mysql")]
     if let Some(my) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        // 1290 is "the server is running with the --X option": a read-only replica is
-        // unavailable for writes, but --secure-file-priv and the like are configuration.
-        if my.number() == 1290
-            && !my.message().contains("read-only")
-            && !my.message().contains("read_only")
-        {
-            return ErrorClass::Permanent;
-        }
-        return classify_mysql(my.number(), my.code());
+        return classify_mysql(my.number(), my.code(), my.message());
     }
     #[cfg(feature = "sqlite")]
     if let Some(lite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
@@ -332,9 +324,15 @@ pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
 }
 
 /// Classify a MySQL/MariaDB error by its error number; `sqlstate` covers numbers this table does
-/// not list but whose SQLSTATE is unambiguous (40001 is always a rolled-back transaction).
-pub fn classify_mysql(number: u16, sqlstate: Option<&str>) -> ErrorClass {
+/// not list but whose SQLSTATE is unambiguous (40001 is always a rolled-back transaction), and
+/// `message` tells the causes that share 1290 apart.
+pub fn classify_mysql(number: u16, sqlstate: Option<&str>, message: &str) -> ErrorClass {
     match number {
+        // 1290 is "the server is running with the --X option": a read-only replica is
+        // unavailable for writes, but --secure-file-priv and the like are configuration.
+        1290 if !message.contains("read-only") && !message.contains("read_only") => {
+            ErrorClass::Permanent
+        }
         // ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS, CR_CONNECTION_ERROR,
         // CR_CONN_HOST_ERROR.
         1040 | 1203 | 2002 | 2003 => ErrorClass::Connect,

@@ -170,7 +170,6 @@ fn mysql_error_numbers_get_their_documented_class() {
         ((2013, Some("HY000")), ConnectionLost),
         ((3572, Some("HY000")), Contention),
         ((4031, Some("HY000")), ConnectionLost),
-        ((1290, Some("HY000")), Unavailable),
         ((1836, Some("HY000")), Unavailable),
         ((1792, Some("25006")), Unavailable),
         ((3024, Some("HY000")), Permanent),
@@ -190,8 +189,18 @@ fn mysql_error_numbers_get_their_documented_class() {
         ((9999, None), Permanent),
     ];
     assert_table("MySQL/MariaDB", rows, |(number, sqlstate)| {
-        classify_mysql(*number, *sqlstate)
+        classify_mysql(*number, *sqlstate, "")
     });
+}
+
+#[test]
+fn mysql_1290_is_unavailable_only_on_a_read_only_server() {
+    let read_only = "The MariaDB server is running with the --read-only option so it cannot \
+                     execute this statement";
+    let file_priv = "The MariaDB server is running with the --secure-file-priv option so it \
+                     cannot execute this statement";
+    assert_eq!(classify_mysql(1290, Some("HY000"), read_only), Unavailable);
+    assert_eq!(classify_mysql(1290, Some("HY000"), file_priv), Permanent);
 }
 
 #[test]
