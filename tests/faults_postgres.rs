@@ -467,7 +467,11 @@ async fn conflicting_transfers_commit_exactly_once() {
 }
 
 #[db_retry(max = 5, base = 1ms)]
-async fn run_sql(pool: &PgPool, sql: &str, attempts: &AtomicU32) -> Result<(), sqlx::Error> {
+async fn run_sql(
+    pool: &PgPool,
+    sql: &'static str,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
     attempts.fetch_add(1, Ordering::Relaxed);
     sqlx::query(sql).execute(pool).await?;
     Ok(())

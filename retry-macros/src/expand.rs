@@ -131,7 +131,10 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
         } => {
             let connection = Ident::new("connection", mixed);
             let phase = Ident::new("phase", mixed);
-            let acquire = sqlx_step(quote!(#private::acquire(#conn).await?), analysis);
+            let acquire = sqlx_step(
+                quote!(<#conn_ty as #private::PooledConnection>::acquire(#conn).await?),
+                analysis,
+            );
             (
                 quote! {
                     let mut #connection = ::core::option::Option::None;
@@ -146,7 +149,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         #block
                     }
                 },
-                quote!(#private::release(#connection, #verdict);),
+                quote!(#private::release::<#conn_ty>(#connection, #verdict);),
                 quote!(#retrier.retry_after_in(#shown_at, #verdict, #phase)),
             )
         }
@@ -157,12 +160,16 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
             let connection = Ident::new("connection", mixed);
             let transaction = Ident::new("transaction", mixed);
             let phase = Ident::new("phase", mixed);
-            let acquire = quote!(#private::acquire(#conn).await?);
+            let connection_trait = quote!(<#conn_ty as #private::PooledConnection>);
+            let acquire = quote!(#connection_trait::acquire(#conn).await?);
             let begin = sqlx_step(
-                quote!(#private::begin(#connection.insert(#acquire)).await?),
+                quote!(#connection_trait::begin(#connection.insert(#acquire)).await?),
                 analysis,
             );
-            let commit = sqlx_step(quote!(#transaction.commit().await?), analysis);
+            let commit = sqlx_step(
+                quote!(#connection_trait::commit(#transaction).await?),
+                analysis,
+            );
             (
                 quote! {
                     let mut #connection = ::core::option::Option::None;
@@ -184,7 +191,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                         ::core::result::Result::Ok(#value)
                     }
                 },
-                quote!(#private::release(#connection, #verdict);),
+                quote!(#private::release::<#conn_ty>(#connection, #verdict);),
                 quote!(#retrier.retry_after_in(#shown_at, #verdict, #phase)),
             )
         }

@@ -117,7 +117,7 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
         if let Some(kind) = helper {
             let (name, conn) = connection_param(&typed.pat, &typed.ty, kind)?;
             let pool: Type = syn::parse_quote_spanned! {typed.ty.span()=>
-                &#krate::__private::Pool<<#conn as #krate::__private::Connection>::Database>
+                &<#conn as #krate::__private::PooledConnection>::Pool
             };
             *typed.ty = pool;
             unit = match kind {
@@ -174,6 +174,20 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
             }
         };
         rebinds.push(rebind);
+    }
+    // A connection type spelled with the function's generics (`&mut DB::Connection`) can only be
+    // checked where the function is called; say so in its bounds, as a hand-written version
+    // would.
+    if let Unit::Acquire { conn, .. } | Unit::Transaction { conn, .. } = &unit {
+        if !func.sig.generics.params.is_empty() {
+            let bounds = &mut func.sig.generics.make_where_clause().predicates;
+            bounds.push(syn::parse_quote!(#conn: #krate::__private::PooledConnection));
+            if let Some(error) = error_type(&ret) {
+                bounds.push(syn::parse_quote!(
+                    #error: ::core::convert::From<<#conn as #krate::__private::PooledConnection>::Error>
+                ));
+            }
+        }
     }
     let error_span = error_span(&ret);
     Ok(Analysis {
@@ -247,6 +261,23 @@ fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
 }
 
 /// `E` in `Result<T, E>`; `Result` itself when the alias leaves `E` out.
+/// `E` of a `Result<T, E>` written out; `None` for an alias that hides it.
+fn error_type(ret: &Type) -> Option<&Type> {
+    let Type::Path(path) = ret else {
+        return None;
+    };
+    let PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args
+        .iter()
+        .filter_map(|arg| match arg {
+            GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .nth(1)
+}
+
 fn error_span(ret: &Type) -> Span {
     let Type::Path(path) = ret else {
         return ret.span();

@@ -142,18 +142,14 @@ impl Classify for dyn StdError + Send + Sync + 'static {
     }
 }
 
-/// Classify any error by searching it and its `source()` chain for a `sqlx::Error` or
-/// `std::io::Error`. An error chain that holds neither is [`ErrorClass::Permanent`].
+/// Classify any error by searching it and its `source()` chain for an error db-retry knows: a
+/// `sqlx::Error` (of either supported sqlx version), a driver's database error, a
+/// `std::io::Error`, and with their features a SeaORM `DbErr` or a `tokio_postgres::Error`. An
+/// error chain that holds none of them is [`ErrorClass::Permanent`].
 pub fn classify_error(error: &(dyn StdError + 'static)) -> ErrorClass {
     let mut current = Some(error);
     while let Some(error) = current {
-        if let Some(error) = error.downcast_ref::<sqlx::Error>() {
-            return classify_sqlx(error);
-        }
-        if let Some(error) = error.downcast_ref::<io::Error>() {
-            return classify_io(error);
-        }
-        if let Some(class) = classify_database_error(error) {
+        if let Some(class) = classify_known(error) {
             return class;
         }
         current = error.source();
@@ -161,39 +157,66 @@ pub fn classify_error(error: &(dyn StdError + 'static)) -> ErrorClass {
     ErrorClass::Permanent
 }
 
-/// Classify a `sqlx::Error`.
+/// The class of `error` itself, when it is a type db-retry knows.
+fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+    #[cfg(feature = "sqlx09")]
+    if let Some(class) = crate::sqlx09::classify_known(error) {
+        return Some(class);
+    }
+    #[cfg(feature = "sqlx08")]
+    if let Some(class) = crate::sqlx08::classify_known(error) {
+        return Some(class);
+    }
+    if let Some(error) = error.downcast_ref::<io::Error>() {
+        return Some(classify_io(error));
+    }
+    None
+}
+
+/// A `sqlx::Error` of a sqlx version this build supports (`sqlx09`, `sqlx08`); see
+/// [`classify_sqlx`].
+pub trait SqlxError: sealed::Sealed {
+    #[doc(hidden)]
+    fn __class(&self) -> ErrorClass;
+}
+
+/// A driver's database error (`dyn sqlx::error::DatabaseError`) of a sqlx version this build
+/// supports; see [`classify_database`].
+pub trait SqlxDatabaseError: sealed::Sealed {
+    #[doc(hidden)]
+    fn __class(&self) -> ErrorClass;
+}
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+/// Classify a `sqlx::Error`, of sqlx 0.9 or 0.8 (with the matching feature on).
 ///
 /// Each variant has a deliberate class: `PoolTimedOut` is [`ErrorClass::Connect`] (sqlx retries
 /// 53300 and 57P03 inside its connect phase and surfaces them this way), `Protocol` is
 /// [`ErrorClass::ConnectionLost`] (the stream is out of step and the connection is unusable),
 /// `Tls` is [`ErrorClass::Connect`]; `PoolClosed`, `WorkerCrashed`, `Configuration`,
 /// `RowNotFound`, decode and encode errors are permanent.
-pub fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
-    use sqlx::Error;
-    match error {
-        Error::Database(db) => classify_database(db.as_ref()),
-        Error::Io(io) => classify_io(io),
-        // A TLS failure happens while the session is being set up; nothing ran.
-        Error::Tls(_) => ErrorClass::Connect,
-        Error::PoolTimedOut => ErrorClass::Connect,
-        // The byte stream is out of step with the protocol: the connection is unusable and the
-        // statement may or may not have reached the server.
-        Error::Protocol(_) => ErrorClass::ConnectionLost,
-        // The pool was closed on purpose (shutdown); retrying would only delay the inevitable.
-        Error::PoolClosed => ErrorClass::Permanent,
-        // sqlx's background worker died; that is a bug or a panic, not a network condition.
-        Error::WorkerCrashed => ErrorClass::Permanent,
-        Error::Configuration(_)
-        | Error::RowNotFound
-        | Error::TypeNotFound { .. }
-        | Error::ColumnIndexOutOfBounds { .. }
-        | Error::ColumnNotFound(_)
-        | Error::ColumnDecode { .. }
-        | Error::Encode(_)
-        | Error::Decode(_)
-        | Error::AnyDriverError(_) => ErrorClass::Permanent,
-        _ => ErrorClass::Permanent,
-    }
+///
+/// ```
+/// use db_retry_runtime::{classify_sqlx, ErrorClass};
+///
+/// assert_eq!(classify_sqlx(&sqlx::Error::PoolTimedOut), ErrorClass::Connect);
+/// assert_eq!(classify_sqlx(&sqlx::Error::RowNotFound), ErrorClass::Permanent);
+/// ```
+pub fn classify_sqlx(error: &impl SqlxError) -> ErrorClass {
+    error.__class()
+}
+
+/// Classify an error reported by the database server (a `dyn sqlx::error::DatabaseError` of
+/// either supported sqlx version).
+///
+/// The driver is recognised by downcasting (with the driver's feature on): PostgreSQL by
+/// SQLSTATE and severity, MySQL/MariaDB by error number, SQLite by extended result code. A driver
+/// db-retry cannot recognise is classified by its SQLSTATE alone.
+pub fn classify_database<E: SqlxDatabaseError + ?Sized>(error: &E) -> ErrorClass {
+    error.__class()
 }
 
 /// Classify a `std::io::Error` by its kind.
@@ -226,59 +249,6 @@ fn is_lookup_failure(error: &io::Error) -> bool {
     error
         .to_string()
         .starts_with("failed to lookup address information")
-}
-
-/// A driver's database error that reached us on its own, boxed outside a `sqlx::Error`.
-fn classify_database_error(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
-    // `sqlx::Error::source()` hands out the boxed trait object itself, and that is what a
-    // `#[error(transparent)]` wrapper's own `source()` returns.
-    if let Some(db) = error.downcast_ref::<Box<dyn sqlx::error::DatabaseError>>() {
-        return Some(classify_database(db.as_ref()));
-    }
-    #[cfg(feature = "postgres")]
-    if let Some(db) = error.downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        return Some(classify_database(db));
-    }
-    #[cfg(feature = "mysql")]
-    if let Some(db) = error.downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return Some(classify_database(db));
-    }
-    #[cfg(feature = "sqlite")]
-    if let Some(db) = error.downcast_ref::<sqlx::sqlite::SqliteError>() {
-        return Some(classify_database(db));
-    }
-    let _ = error;
-    None
-}
-
-/// Classify an error reported by the database server.
-///
-/// The driver is recognised by downcasting (with the driver's feature on); a driver we cannot
-/// recognise is classified by its SQLSTATE alone.
-pub fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
-    #[cfg(feature = "mysql")]
-    if let Some(my) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return classify_mysql(my.number(), my.code(), my.message());
-    }
-    #[cfg(feature = "sqlite")]
-    if let Some(lite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
-        let code = sqlx::error::DatabaseError::code(lite).and_then(|code| code.parse::<i32>().ok());
-        return code.map_or(ErrorClass::Permanent, classify_sqlite);
-    }
-    #[cfg(feature = "postgres")]
-    if let Some(pg) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        use sqlx::postgres::PgSeverity;
-        let fatal = matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic);
-        return match classify_postgres(pg.code(), pg.message()) {
-            // The server ends the session after a FATAL protocol violation.
-            ErrorClass::Permanent if fatal && pg.code() == "08P01" => ErrorClass::ConnectionLost,
-            class => class,
-        };
-    }
-    match error.code() {
-        Some(code) => classify_postgres(&code, error.message()),
-        None => ErrorClass::Permanent,
-    }
 }
 
 /// Classify a PostgreSQL SQLSTATE; `message` disambiguates the codes that PgBouncer and

@@ -1,12 +1,46 @@
 //! Startup and health: wait for the database instead of crashing, and report whether it answers.
 
+use std::future::Future;
 use std::time::Duration;
 
-use sqlx::{ConnectOptions, Connection, Database, Pool};
 use tokio::time::Instant;
 
 use crate::backoff::exponential;
-use crate::classify::{classify_sqlx, ErrorClass};
+use crate::classify::{sealed, ErrorClass};
+
+/// Connect options that [`wait_until_ready`] can probe: `PgConnectOptions`,
+/// `MySqlConnectOptions` or `SqliteConnectOptions` of sqlx 0.9 or 0.8, with the matching
+/// features on.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not connect options of a sqlx version and driver db-retry was built for",
+    note = "enable the db-retry features for this sqlx version (`sqlx09` or `sqlx08`) and driver (`postgres`, `mysql`, `sqlite`)"
+)]
+pub trait ConnectTarget: sealed::Sealed {
+    /// That sqlx version's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    #[doc(hidden)]
+    fn probe(&self) -> impl Future<Output = Result<(), Self::Error>> + Send + '_;
+
+    #[doc(hidden)]
+    fn class(error: &Self::Error) -> ErrorClass;
+
+    #[doc(hidden)]
+    fn timed_out(message: String) -> Self::Error;
+}
+
+/// A sqlx pool that [`health`] can probe: `Pool<DB>` of sqlx 0.9 or 0.8, with the matching
+/// feature on.
+pub trait PoolProbe: sealed::Sealed {
+    #[doc(hidden)]
+    fn size(&self) -> u32;
+
+    #[doc(hidden)]
+    fn num_idle(&self) -> usize;
+
+    #[doc(hidden)]
+    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send + '_;
+}
 
 /// Connect until the server answers a ping, or `timeout` passes.
 ///
@@ -28,11 +62,10 @@ use crate::classify::{classify_sqlx, ErrorClass};
 /// # Ok(())
 /// # }
 /// ```
-pub async fn wait_until_ready<O>(options: &O, timeout: Duration) -> Result<(), sqlx::Error>
-where
-    O: ConnectOptions,
-    O::Connection: Sized,
-{
+pub async fn wait_until_ready<O: ConnectTarget>(
+    options: &O,
+    timeout: Duration,
+) -> Result<(), O::Error> {
     const BASE: Duration = Duration::from_millis(50);
     const CAP: Duration = Duration::from_secs(2);
     let started = Instant::now();
@@ -41,13 +74,8 @@ where
         // Bounded by what is left of `timeout`: against a host that never answers, a connect
         // attempt would otherwise wait for the operating system's own time-out (minutes).
         let left = timeout.saturating_sub(started.elapsed());
-        let probe = async {
-            let mut connection = options.connect().await?;
-            connection.ping().await?;
-            Ok::<_, sqlx::Error>(connection)
-        };
-        let error = match tokio::time::timeout(left, probe).await {
-            Ok(Ok(connection)) => {
+        let error = match tokio::time::timeout(left, options.probe()).await {
+            Ok(Ok(())) => {
                 if attempt > 0 {
                     tracing::info!(
                         target: "db_retry",
@@ -56,17 +84,12 @@ where
                         "database is ready"
                     );
                 }
-                // Closing politely is a courtesy; a failure here says nothing about readiness.
-                let _ = connection.close().await;
                 return Ok(());
             }
             Ok(Err(error)) => error,
-            Err(_) => sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("the database did not answer within {timeout:?}"),
-            )),
+            Err(_) => O::timed_out(format!("the database did not answer within {timeout:?}")),
         };
-        let class = classify_sqlx(&error);
+        let class = O::class(&error);
         if class == ErrorClass::Permanent {
             return Err(error);
         }
@@ -125,17 +148,13 @@ pub struct Health {
 /// }
 /// # }
 /// ```
-pub async fn health<DB: Database>(pool: &Pool<DB>, limit: Duration) -> Health {
+pub async fn health<P: PoolProbe>(pool: &P, limit: Duration) -> Health {
     let (size, idle) = (pool.size(), pool.num_idle());
     let in_use = size.saturating_sub(idle as u32);
     let started = Instant::now();
-    let probe = async {
-        let mut connection = pool.acquire().await?;
-        connection.ping().await
-    };
-    let outcome = match tokio::time::timeout(limit, probe).await {
+    let outcome = match tokio::time::timeout(limit, pool.ping()).await {
         Ok(Ok(())) => Ok(started.elapsed()),
-        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Err(error)) => Err(error),
         Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
     };
     Health {

@@ -228,7 +228,10 @@ impl MariaDbServer {
     /// Runs `sql` (one or more statements) on a new admin connection; panics on error.
     pub async fn exec_admin(&self, sql: &str) {
         let mut conn = self.admin().await;
-        if let Err(e) = conn.execute(sqlx::raw_sql(sql)).await {
+        if let Err(e) = conn
+            .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
+            .await
+        {
             panic!("admin SQL failed: {e}\n{sql}");
         }
         let _ = conn.close().await;

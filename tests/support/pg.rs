@@ -276,7 +276,10 @@ impl PgServer {
     /// error.
     pub async fn exec_admin(&self, sql: &str) {
         let mut conn = self.admin().await;
-        if let Err(e) = conn.execute(sqlx::raw_sql(sql)).await {
+        if let Err(e) = conn
+            .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
+            .await
+        {
             panic!("admin SQL failed: {e}\n{sql}");
         }
         let _ = conn.close().await;

@@ -7,7 +7,7 @@ pub async fn find_row<'p, T>(pool: &'p PgPool, table: &'p str, id: i64) -> Resul
 where
     T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
 {
-    sqlx::query_as(&format!("SELECT * FROM {table} WHERE id = $1"))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT * FROM {table} WHERE id = $1")))
         .bind(id)
         .fetch_one(pool)
         .await

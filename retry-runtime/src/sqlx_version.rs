@@ -1,0 +1,214 @@
+//! What db-retry needs from one sqlx version. The file is compiled once per supported version
+//! (see `sqlx09.rs` and `sqlx08.rs`), with `sqlx` naming that version: the two versions' types
+//! are distinct, but what we do with them is the same.
+
+use std::error::Error as StdError;
+use std::future::Future;
+
+use super::sqlx;
+use sqlx::Connection as _;
+
+use crate::classify::{
+    classify_io, classify_mysql, classify_postgres, classify_sqlite, sealed, ErrorClass,
+    SqlxDatabaseError, SqlxError,
+};
+use crate::connection::PooledConnection;
+use crate::ready::{ConnectTarget, PoolProbe};
+
+/// The class of `error` when it is one of this version's error types.
+pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+    if let Some(error) = error.downcast_ref::<sqlx::Error>() {
+        return Some(classify_sqlx(error));
+    }
+    // `sqlx::Error::source()` hands out the boxed trait object itself, and that is what a
+    // `#[error(transparent)]` wrapper's own `source()` returns.
+    if let Some(db) = error.downcast_ref::<Box<dyn sqlx::error::DatabaseError>>() {
+        return Some(classify_database(db.as_ref()));
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(db) = error.downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return Some(classify_database(db));
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(db) = error.downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return Some(classify_database(db));
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(db) = error.downcast_ref::<sqlx::sqlite::SqliteError>() {
+        return Some(classify_database(db));
+    }
+    None
+}
+
+fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
+    use sqlx::Error;
+    match error {
+        Error::Database(db) => classify_database(db.as_ref()),
+        Error::Io(io) => classify_io(io),
+        // A TLS failure happens while the session is being set up; nothing ran.
+        Error::Tls(_) => ErrorClass::Connect,
+        Error::PoolTimedOut => ErrorClass::Connect,
+        // The byte stream is out of step with the protocol: the connection is unusable and the
+        // statement may or may not have reached the server.
+        Error::Protocol(_) => ErrorClass::ConnectionLost,
+        // The pool was closed on purpose (shutdown); retrying would only delay the inevitable.
+        Error::PoolClosed => ErrorClass::Permanent,
+        // sqlx's background worker died; that is a bug or a panic, not a network condition.
+        Error::WorkerCrashed => ErrorClass::Permanent,
+        Error::Configuration(_)
+        | Error::RowNotFound
+        | Error::TypeNotFound { .. }
+        | Error::ColumnIndexOutOfBounds { .. }
+        | Error::ColumnNotFound(_)
+        | Error::ColumnDecode { .. }
+        | Error::Encode(_)
+        | Error::Decode(_)
+        | Error::AnyDriverError(_) => ErrorClass::Permanent,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
+    #[cfg(feature = "mysql")]
+    if let Some(my) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return classify_mysql(my.number(), my.code(), my.message());
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(lite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        let code = sqlx::error::DatabaseError::code(lite).and_then(|code| code.parse::<i32>().ok());
+        return code.map_or(ErrorClass::Permanent, classify_sqlite);
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        use sqlx::postgres::PgSeverity;
+        let fatal = matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic);
+        return match classify_postgres(pg.code(), pg.message()) {
+            // The server ends the session after a FATAL protocol violation.
+            ErrorClass::Permanent if fatal && pg.code() == "08P01" => ErrorClass::ConnectionLost,
+            class => class,
+        };
+    }
+    // Without the MySQL and SQLite features their numbers can't be read, but both fit a shape:
+    // a SQLite extended code is a decimal number of at most four digits, never a SQLSTATE.
+    match error.code() {
+        Some(code) if code.len() < 5 && code.bytes().all(|b| b.is_ascii_digit()) => code
+            .parse::<i32>()
+            .map_or(ErrorClass::Permanent, classify_sqlite),
+        Some(code) => classify_postgres(&code, error.message()),
+        None => ErrorClass::Permanent,
+    }
+}
+
+impl sealed::Sealed for sqlx::Error {}
+
+impl SqlxError for sqlx::Error {
+    fn __class(&self) -> ErrorClass {
+        classify_sqlx(self)
+    }
+}
+
+impl sealed::Sealed for dyn sqlx::error::DatabaseError {}
+
+impl SqlxDatabaseError for dyn sqlx::error::DatabaseError {
+    fn __class(&self) -> ErrorClass {
+        classify_database(self)
+    }
+}
+
+/// The connection types `#[acquire]` and `#[transaction]` accept, and the connect options
+/// `wait_until_ready` takes, one per enabled driver.
+macro_rules! pooled_connection {
+    ($connection:ty, $database:ty, $options:ty) => {
+        impl PooledConnection for $connection {
+            type Pool = sqlx::Pool<$database>;
+            type Error = sqlx::Error;
+            type Held = sqlx::pool::PoolConnection<$database>;
+            type Transaction<'c> = sqlx::Transaction<'c, $database>;
+
+            fn acquire(
+                pool: &Self::Pool,
+            ) -> impl Future<Output = Result<Self::Held, Self::Error>> + Send + 'static {
+                pool.acquire()
+            }
+
+            fn begin(
+                held: &mut Self::Held,
+            ) -> impl Future<Output = Result<Self::Transaction<'_>, Self::Error>> + Send + '_ {
+                (**held).begin()
+            }
+
+            fn commit<'c>(
+                transaction: Self::Transaction<'c>,
+            ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'c {
+                transaction.commit()
+            }
+
+            fn close_on_drop(held: &mut Self::Held) {
+                held.close_on_drop();
+            }
+        }
+
+        impl sealed::Sealed for $options {}
+
+        impl ConnectTarget for $options {
+            type Error = sqlx::Error;
+
+            fn probe(&self) -> impl Future<Output = Result<(), Self::Error>> + Send + '_ {
+                async move {
+                    let mut connection = sqlx::ConnectOptions::connect(self).await?;
+                    connection.ping().await?;
+                    // Closing politely is a courtesy; a failure here says nothing about
+                    // readiness.
+                    let _ = connection.close().await;
+                    Ok(())
+                }
+            }
+
+            fn class(error: &Self::Error) -> ErrorClass {
+                classify_sqlx(error)
+            }
+
+            fn timed_out(message: String) -> Self::Error {
+                sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
+            }
+        }
+    };
+}
+
+#[cfg(feature = "postgres")]
+pooled_connection!(
+    sqlx::postgres::PgConnection,
+    sqlx::Postgres,
+    sqlx::postgres::PgConnectOptions
+);
+#[cfg(feature = "mysql")]
+pooled_connection!(
+    sqlx::mysql::MySqlConnection,
+    sqlx::MySql,
+    sqlx::mysql::MySqlConnectOptions
+);
+#[cfg(feature = "sqlite")]
+pooled_connection!(
+    sqlx::sqlite::SqliteConnection,
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteConnectOptions
+);
+
+impl<DB: sqlx::Database> sealed::Sealed for sqlx::Pool<DB> {}
+
+impl<DB: sqlx::Database> PoolProbe for sqlx::Pool<DB> {
+    fn size(&self) -> u32 {
+        sqlx::Pool::size(self)
+    }
+
+    fn num_idle(&self) -> usize {
+        sqlx::Pool::num_idle(self)
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send + '_ {
+        async move {
+            let mut connection = self.acquire().await.map_err(|e| e.to_string())?;
+            connection.ping().await.map_err(|e| e.to_string())
+        }
+    }
+}
