@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use std::future::Future;
+
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
 
 use super::process::{self, Daemon, NotReady, PortLease, Server, ServiceUser};
@@ -259,15 +261,15 @@ impl PgServer {
     /// Retries for up to 5 s while the server answers 53300 (full) or 57P03 (starting): a session
     /// the test just closed frees its slot only once its backend has exited, a moment later, and
     /// that race should not fail the test's own housekeeping.
-    pub async fn admin(&self) -> PgConnection {
+    pub async fn admin<C: PgClient>(&self) -> C {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match PgConnection::connect(&self.url()).await {
+            match C::open(self.url(), 1).await {
                 Ok(conn) => return conn,
-                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                Err(e) if e.busy && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => panic!("admin connection to {}: {e}", self.url()),
+                Err(e) => panic!("admin connection to {}: {}", self.url(), e.message),
             }
         }
     }
@@ -275,7 +277,7 @@ impl PgServer {
     /// Runs `sql` (one or more statements, simple protocol) on a new admin connection; panics on
     /// error.
     pub async fn exec_admin(&self, sql: &str) {
-        let mut conn = self.admin().await;
+        let mut conn: PgConnection = self.admin().await;
         if let Err(e) = conn
             .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
             .await
@@ -287,19 +289,16 @@ impl PgServer {
 
     /// A pool of at most `max` connections. `acquire_timeout` is 5 s rather than sqlx's 30 s so
     /// that a test that takes the server down fails fast.
-    pub async fn pool(&self, max: u32) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&self.url())
+    pub async fn pool<P: PgClient>(&self, max: u32) -> P {
+        P::open(self.url(), max)
             .await
-            .unwrap_or_else(|e| panic!("pool for {}: {e}", self.url()))
+            .unwrap_or_else(|e| panic!("pool for {}: {}", self.url(), e.message))
     }
 
     /// Terminates the backend `pid` (`pg_terminate_backend`) and waits until it has exited, so
     /// the very next query on that session gets 57P01.
     pub async fn terminate_backend(&self, pid: i32) {
-        let mut conn = self.admin().await;
+        let mut conn: PgConnection = self.admin().await;
         // The timeout argument makes pg_terminate_backend wait for the backend to exit (PG 14+).
         let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
             .bind(pid)
@@ -313,7 +312,7 @@ impl PgServer {
     /// Terminates every client backend except those in `keep` (and the admin session doing it),
     /// waiting until they have exited. Returns how many were terminated.
     pub async fn terminate_backends_except(&self, keep: &[i32]) -> usize {
-        let mut conn = self.admin().await;
+        let mut conn: PgConnection = self.admin().await;
         let terminated: Vec<bool> = sqlx::query_scalar(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
@@ -381,15 +380,73 @@ fn panic_not_ready(daemon: &Daemon, data: &Path, why: NotReady) -> ! {
     );
 }
 
-fn is_busy(error: &sqlx::Error) -> bool {
-    let code = error.as_database_error().and_then(|e| e.code());
-    matches!(code.as_deref(), Some("53300" | "57P03"))
+/// Why a connection or pool could not be opened; `busy` when the server was full or starting.
+pub struct OpenError {
+    pub busy: bool,
+    pub message: String,
 }
 
+/// A PostgreSQL connection or pool of either sqlx version, so that one suite drives both: the
+/// type a test asks for (usually by passing it on) decides which.
+pub trait PgClient: Sized + Send {
+    /// A connection, or a pool of at most `max` connections with a 5 s `acquire_timeout`
+    /// (rather than sqlx's 30 s, so that a test that takes the server down fails fast).
+    fn open(url: String, max: u32) -> impl Future<Output = Result<Self, OpenError>> + Send;
+
+    /// The backend process id, as `pg_stat_activity.pid` and `terminate_backend` know it.
+    fn backend_pid(&mut self) -> impl Future<Output = i32> + Send;
+}
+
+macro_rules! pg_client {
+    ($sqlx:ident) => {
+        impl PgClient for $sqlx::postgres::PgConnection {
+            async fn open(url: String, _max: u32) -> Result<Self, OpenError> {
+                <Self as $sqlx::Connection>::connect(&url)
+                    .await
+                    .map_err(|e| {
+                        let code = e.as_database_error().and_then(|e| e.code());
+                        OpenError {
+                            busy: matches!(code.as_deref(), Some("53300" | "57P03")),
+                            message: e.to_string(),
+                        }
+                    })
+            }
+
+            async fn backend_pid(&mut self) -> i32 {
+                $sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut *self)
+                    .await
+                    .expect("SELECT pg_backend_pid()")
+            }
+        }
+
+        impl PgClient for $sqlx::postgres::PgPool {
+            async fn open(url: String, max: u32) -> Result<Self, OpenError> {
+                $sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(&url)
+                    .await
+                    .map_err(|e| OpenError {
+                        busy: false,
+                        message: e.to_string(),
+                    })
+            }
+
+            async fn backend_pid(&mut self) -> i32 {
+                $sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&*self)
+                    .await
+                    .expect("SELECT pg_backend_pid()")
+            }
+        }
+    };
+}
+
+pg_client!(sqlx);
+pg_client!(sqlx08);
+
 /// The backend process id of `conn`, as `pg_stat_activity.pid` and `terminate_backend` know it.
-pub async fn backend_pid(conn: &mut PgConnection) -> i32 {
-    sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(conn)
-        .await
-        .expect("SELECT pg_backend_pid()")
+pub async fn backend_pid<C: PgClient>(conn: &mut C) -> i32 {
+    conn.backend_pid().await
 }
