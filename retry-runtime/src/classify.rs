@@ -167,6 +167,9 @@ fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
     if let Some(class) = crate::sqlx08::classify_known(error) {
         return Some(class);
     }
+    if let Some(class) = crate::ecosystem::classify_known(error) {
+        return Some(class);
+    }
     if let Some(error) = error.downcast_ref::<io::Error>() {
         return Some(classify_io(error));
     }

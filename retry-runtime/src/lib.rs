@@ -28,6 +28,7 @@ mod backoff;
 mod classify;
 mod connection;
 mod driver;
+mod ecosystem;
 mod observe;
 mod policy;
 mod ready;

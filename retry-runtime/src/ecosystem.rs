@@ -1,0 +1,115 @@
+//! Errors of the database crates around sqlx: SeaORM's `DbErr`, and tokio-postgres (and the
+//! deadpool-postgres pool) errors, each behind its feature.
+
+use std::error::Error as StdError;
+
+#[allow(unused_imports)]
+use crate::classify::{classify_io, classify_postgres, ErrorClass};
+
+/// The class of `error` when it is one of these crates' error types.
+pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+    #[cfg(feature = "sea-orm")]
+    if let Some(class) = sea_orm::classify(error) {
+        return Some(class);
+    }
+    #[cfg(feature = "tokio-postgres")]
+    if let Some(error) = error.downcast_ref::<tokio_postgres::Error>() {
+        return Some(tokio_postgres::classify(error));
+    }
+    #[cfg(feature = "deadpool-postgres")]
+    if let Some(error) = error.downcast_ref::<deadpool_postgres::PoolError>() {
+        return Some(deadpool::classify(error));
+    }
+    let _ = error;
+    None
+}
+
+#[cfg(feature = "sea-orm")]
+mod sea_orm {
+    use super::*;
+    use ::sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    /// `DbErr` wraps sqlx's error in `RuntimeErr`, whose `source()` does not lead to it, so the
+    /// chain is followed here by hand.
+    pub(super) fn classify(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+        if let Some(error) = error.downcast_ref::<DbErr>() {
+            return Some(match error {
+                // sqlx's `PoolTimedOut`, renamed by SeaORM: nothing ran.
+                DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => ErrorClass::Connect,
+                // sqlx's `PoolClosed`: the application is shutting down.
+                DbErr::ConnectionAcquire(_) => ErrorClass::Permanent,
+                DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => {
+                    classify_runtime(runtime)
+                }
+                _ => ErrorClass::Permanent,
+            });
+        }
+        error.downcast_ref::<RuntimeErr>().map(classify_runtime)
+    }
+
+    fn classify_runtime(error: &RuntimeErr) -> ErrorClass {
+        match error {
+            RuntimeErr::SqlxError(sqlx) => crate::classify::classify_sqlx(&**sqlx),
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+#[cfg(feature = "tokio-postgres")]
+mod tokio_postgres {
+    use super::*;
+    pub(super) use ::tokio_postgres::Error;
+
+    /// By SQLSTATE (the same table as sqlx's PostgreSQL errors), then by what the client saw:
+    /// a closed connection, an I/O error, or a failure while connecting.
+    pub(super) fn classify(error: &Error) -> ErrorClass {
+        if let Some(db) = error.as_db_error() {
+            let code = db.code().code();
+            let fatal = matches!(db.severity(), "FATAL" | "PANIC");
+            return match classify_postgres(code, db.message()) {
+                // The server ends the session after a FATAL protocol violation.
+                ErrorClass::Permanent if fatal && code == "08P01" => ErrorClass::ConnectionLost,
+                class => class,
+            };
+        }
+        if error.is_closed() {
+            return ErrorClass::ConnectionLost;
+        }
+        // tokio-postgres keeps its error kinds private; these are its own fixed messages for a
+        // failure while setting up the session, when nothing can have run.
+        let shown = error.to_string();
+        if shown.starts_with("error connecting to server")
+            || shown.starts_with("timeout waiting for server")
+            || shown.starts_with("error performing TLS handshake")
+        {
+            return ErrorClass::Connect;
+        }
+        match error
+            .source()
+            .and_then(|e| e.downcast_ref::<std::io::Error>())
+        {
+            Some(io) => classify_io(io),
+            None => ErrorClass::Permanent,
+        }
+    }
+}
+
+#[cfg(feature = "deadpool-postgres")]
+mod deadpool {
+    use super::*;
+    use ::deadpool_postgres::PoolError;
+
+    pub(super) fn classify(error: &PoolError) -> ErrorClass {
+        match error {
+            // No connection came free, or creating one took too long: nothing ran.
+            PoolError::Timeout(_) => ErrorClass::Connect,
+            PoolError::Backend(error) => match super::tokio_postgres::classify(error) {
+                // The pool was creating the connection, so nothing can have run.
+                ErrorClass::ConnectionLost => ErrorClass::Connect,
+                class => class,
+            },
+            // Closed on purpose, or misconfigured.
+            _ => ErrorClass::Permanent,
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! SeaORM, tokio-postgres and deadpool-postgres against a real PostgreSQL: their errors are
+//! classified by what they wrap, and `#[db_retry]` functions written with them survive
+//! backends terminated under load and retry real serialization conflicts.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use db_retry::{db_retry, Classify, ErrorClass};
+use sea_orm::entity::prelude::*;
+use sea_orm::{
+    ConnAcquireErr, ConnectOptions, Database, DatabaseConnection, IsolationLevel, RuntimeErr, Set,
+    TransactionTrait,
+};
+use support::pg::PgServer;
+
+mod item {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "items")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub on_call: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Terminates every client backend but its own, every 5 ms, until `done`.
+fn spawn_killer(server: Arc<PgServer>, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let mut admin: sqlx::PgConnection = server.admin().await;
+        let mut killed = 0;
+        while !done.load(Ordering::Relaxed) {
+            let terminated: Vec<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .expect("terminate backends");
+            killed += terminated.into_iter().filter(|ok| *ok).count() as u32;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        killed
+    })
+}
+
+async fn seed(server: &PgServer) {
+    let mut sql = String::from(
+        "CREATE TABLE items (id int PRIMARY KEY, on_call bool NOT NULL); INSERT INTO items VALUES ",
+    );
+    let rows: Vec<String> = (1..=100).map(|id| format!("({id}, true)")).collect();
+    sql.push_str(&rows.join(", "));
+    server.exec_admin(&sql).await;
+}
+
+// --- SeaORM ------------------------------------------------------------------------------------
+
+/// Without the pool's ping before each acquire, as services tuned for latency run it: a
+/// terminated backend's connection then reaches the query and fails there.
+async fn sea_orm_connection(server: &PgServer, max: u32) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(server.url());
+    options
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(2))
+        .test_before_acquire(false)
+        .sqlx_logging(false);
+    Database::connect(options).await.expect("SeaORM connects")
+}
+
+#[db_retry(max = 30, base = 1ms, cap = 50ms, deadline = 10s)]
+async fn find_item(
+    db: &DatabaseConnection,
+    id: i32,
+    attempts: &AtomicU32,
+) -> Result<Option<item::Model>, DbErr> {
+    attempts.fetch_add(1, Ordering::Relaxed);
+    item::Entity::find_by_id(id).one(db).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sea_orm_reads_survive_terminated_backends() {
+    const TASKS: u32 = 8;
+    const READS: u32 = 150;
+    let server = Arc::new(PgServer::start());
+    seed(&server).await;
+    let db = sea_orm_connection(&server, 8).await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let killer = spawn_killer(server.clone(), done.clone());
+
+    let mut readers = Vec::new();
+    for task in 0..TASKS {
+        let (db, attempts) = (db.clone(), attempts.clone());
+        readers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for n in 0..READS {
+                let id = ((task * READS + n) % 100 + 1) as i32;
+                match find_item(&db, id, &attempts).await {
+                    Ok(Some(found)) => assert_eq!(found.id, id),
+                    Ok(None) => failures.push(format!("item {id} missing")),
+                    Err(error) => failures.push(error.to_string()),
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for reader in readers {
+        failures.extend(reader.await.unwrap());
+    }
+    done.store(true, Ordering::Relaxed);
+    let killed = killer.await.unwrap();
+
+    let calls = TASKS * READS;
+    let retries = attempts.load(Ordering::Relaxed) - calls;
+    println!(
+        "sea_orm_terminated: calls={calls} retries={retries} failures={} killed={killed} elapsed={:.2}s",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "failed calls: {failures:?}");
+    assert!(
+        killed > 0 && retries > 0,
+        "backends were killed ({killed}) and calls retried ({retries})"
+    );
+}
+
+/// Write skew under SERIALIZABLE through SeaORM: on the first attempt another transaction takes
+/// item 2 off call and commits between this one's read and its write.
+#[db_retry(max = 3, base = 1ms, jitter = none)]
+async fn take_off_call(db: &DatabaseConnection, attempts: &AtomicU32) -> Result<(), DbErr> {
+    let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+    let tx = db
+        .begin_with_config(Some(IsolationLevel::Serializable), None)
+        .await?;
+    let on_call = item::Entity::find()
+        .filter(item::Column::OnCall.eq(true))
+        .filter(item::Column::Id.is_in([1, 2]))
+        .count(&tx)
+        .await?;
+    if attempt == 1 {
+        assert_eq!(on_call, 2);
+        let other = db
+            .begin_with_config(Some(IsolationLevel::Serializable), None)
+            .await?;
+        item::Entity::find()
+            .filter(item::Column::OnCall.eq(true))
+            .filter(item::Column::Id.is_in([1, 2]))
+            .count(&other)
+            .await?;
+        item::ActiveModel {
+            id: Set(2),
+            on_call: Set(false),
+        }
+        .update(&other)
+        .await?;
+        other.commit().await?;
+    }
+    item::ActiveModel {
+        id: Set(1),
+        on_call: Set(false),
+    }
+    .update(&tx)
+    .await?;
+    tx.commit().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sea_orm_serialization_failure_is_retried() {
+    let server = PgServer::start();
+    seed(&server).await;
+    let db = sea_orm_connection(&server, 4).await;
+    let attempts = AtomicU32::new(0);
+
+    take_off_call(&db, &attempts)
+        .await
+        .expect("the retry commits");
+
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "one conflict, one retry"
+    );
+    let off = item::Entity::find()
+        .filter(item::Column::OnCall.eq(false))
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(off, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sea_orm_errors_are_classified_by_what_they_wrap() {
+    let server = PgServer::start();
+    seed(&server).await;
+    let db = sea_orm_connection(&server, 2).await;
+
+    let duplicate = item::ActiveModel {
+        id: Set(1),
+        on_call: Set(true),
+    }
+    .insert(&db)
+    .await
+    .expect_err("item 1 exists");
+    assert_eq!(duplicate.classify(), ErrorClass::Permanent, "{duplicate}");
+
+    let conflict = db
+        .execute_unprepared("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '40001'; END $$")
+        .await
+        .expect_err("raised");
+    assert_eq!(conflict.classify(), ErrorClass::Contention, "{conflict}");
+
+    assert_eq!(
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout).classify(),
+        ErrorClass::Connect
+    );
+    assert_eq!(
+        DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed).classify(),
+        ErrorClass::Permanent
+    );
+    assert_eq!(
+        DbErr::Exec(RuntimeErr::Internal("x".into())).classify(),
+        ErrorClass::Permanent
+    );
+    assert_eq!(
+        DbErr::RecordNotFound("item".into()).classify(),
+        ErrorClass::Permanent
+    );
+
+    server.stop_fast();
+    let mut options = ConnectOptions::new(server.url());
+    options.acquire_timeout(Duration::from_millis(300));
+    let down = Database::connect(options)
+        .await
+        .expect_err("the server is down");
+    assert_eq!(down.classify(), ErrorClass::Connect, "{down}");
+}
+
+// --- tokio-postgres through deadpool-postgres ---------------------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+enum RepoError {
+    #[error("no connection from the pool")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("query failed")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+fn deadpool(server: &PgServer, max: usize) -> deadpool_postgres::Pool {
+    let config: tokio_postgres::Config = server.url().parse().unwrap();
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(max)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(2)))
+        .create_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .unwrap()
+}
+
+#[db_retry(max = 30, base = 1ms, cap = 50ms, deadline = 10s)]
+async fn read_on_call(
+    pool: &deadpool_postgres::Pool,
+    id: i32,
+    attempts: &AtomicU32,
+) -> Result<bool, RepoError> {
+    attempts.fetch_add(1, Ordering::Relaxed);
+    let client = pool.get().await?;
+    let row = client
+        .query_one("SELECT on_call FROM items WHERE id = $1", &[&id])
+        .await?;
+    Ok(row.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadpool_reads_survive_terminated_backends() {
+    const TASKS: u32 = 8;
+    const READS: u32 = 150;
+    let server = Arc::new(PgServer::start());
+    seed(&server).await;
+    let pool = deadpool(&server, 8);
+    let attempts = Arc::new(AtomicU32::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let killer = spawn_killer(server.clone(), done.clone());
+
+    let mut readers = Vec::new();
+    for task in 0..TASKS {
+        let (pool, attempts) = (pool.clone(), attempts.clone());
+        readers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for n in 0..READS {
+                let id = ((task * READS + n) % 100 + 1) as i32;
+                if let Err(error) = read_on_call(&pool, id, &attempts).await {
+                    failures.push(format!("{error}: {:?}", std::error::Error::source(&error)));
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for reader in readers {
+        failures.extend(reader.await.unwrap());
+    }
+    done.store(true, Ordering::Relaxed);
+    let killed = killer.await.unwrap();
+
+    let calls = TASKS * READS;
+    let retries = attempts.load(Ordering::Relaxed) - calls;
+    println!(
+        "deadpool_terminated: calls={calls} retries={retries} failures={} killed={killed} elapsed={:.2}s",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "failed calls: {failures:?}");
+    assert!(
+        killed > 0 && retries > 0,
+        "backends were killed ({killed}) and calls retried ({retries})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_errors_are_classified_by_sqlstate_and_connection_state() {
+    let server = PgServer::start();
+    seed(&server).await;
+    let pool = deadpool(&server, 2);
+    let client = pool.get().await.unwrap();
+
+    let duplicate = client
+        .execute("INSERT INTO items VALUES (1, true)", &[])
+        .await
+        .expect_err("item 1 exists");
+    assert_eq!(
+        duplicate.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+    assert_eq!(duplicate.classify(), ErrorClass::Permanent);
+
+    let deadlock = client
+        .batch_execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '40P01'; END $$")
+        .await
+        .expect_err("raised");
+    assert_eq!(deadlock.classify(), ErrorClass::Contention);
+
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    server.terminate_backend(pid).await;
+    let terminated = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect_err("backend gone");
+    assert_eq!(
+        terminated.classify(),
+        ErrorClass::ConnectionLost,
+        "{terminated}"
+    );
+    let after = client
+        .query_one("SELECT 1", &[])
+        .await
+        .expect_err("connection closed");
+    assert!(after.is_closed(), "{after}");
+    assert_eq!(after.classify(), ErrorClass::ConnectionLost);
+
+    server.stop_fast();
+    let refused = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("the server is down");
+    assert_eq!(refused.classify(), ErrorClass::Connect, "{refused}");
+    let pool = deadpool(&server, 1);
+    let from_pool = pool.get().await.err().expect("the server is down");
+    assert_eq!(RepoError::from(from_pool).classify(), ErrorClass::Connect);
+}
