@@ -388,6 +388,6 @@ async fn tokio_postgres_errors_are_classified_by_sqlstate_and_connection_state()
         .expect("the server is down");
     assert_eq!(refused.classify(), ErrorClass::Connect, "{refused}");
     let pool = deadpool(&server, 1);
-    let from_pool = pool.get().await.err().expect("the server is down");
+    let from_pool = pool.get().await.expect_err("the server is down");
     assert_eq!(RepoError::from(from_pool).classify(), ErrorClass::Connect);
 }

@@ -2,6 +2,8 @@
 
 pub(crate) use ::sqlx;
 
+// The same glue as for the other sqlx version, compiled against this one.
+#[allow(clippy::duplicate_mod)]
 #[path = "sqlx_version.rs"]
 mod version;
 

@@ -153,15 +153,12 @@ macro_rules! pooled_connection {
         impl ConnectTarget for $options {
             type Error = sqlx::Error;
 
-            fn probe(&self) -> impl Future<Output = Result<(), Self::Error>> + Send + '_ {
-                async move {
-                    let mut connection = sqlx::ConnectOptions::connect(self).await?;
-                    connection.ping().await?;
-                    // Closing politely is a courtesy; a failure here says nothing about
-                    // readiness.
-                    let _ = connection.close().await;
-                    Ok(())
-                }
+            async fn probe(&self) -> Result<(), Self::Error> {
+                let mut connection = sqlx::ConnectOptions::connect(self).await?;
+                connection.ping().await?;
+                // Closing politely is a courtesy; a failure here says nothing about readiness.
+                let _ = connection.close().await;
+                Ok(())
             }
 
             fn class(error: &Self::Error) -> ErrorClass {
@@ -205,10 +202,8 @@ impl<DB: sqlx::Database> PoolProbe for sqlx::Pool<DB> {
         sqlx::Pool::num_idle(self)
     }
 
-    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send + '_ {
-        async move {
-            let mut connection = self.acquire().await.map_err(|e| e.to_string())?;
-            connection.ping().await.map_err(|e| e.to_string())
-        }
+    async fn ping(&self) -> Result<(), String> {
+        let mut connection = self.acquire().await.map_err(|e| e.to_string())?;
+        connection.ping().await.map_err(|e| e.to_string())
     }
 }
