@@ -114,7 +114,9 @@ fn no_sqlx_version_is_one_compile_error_that_names_the_features() {
         "built without a sqlx version:\n{stderr}"
     );
     assert!(
-        stderr.contains("enable the feature `sqlx09`") && stderr.contains("`sqlx08`"),
+        stderr.contains("enable the feature `sqlx09`")
+            && stderr.contains("`sqlx08`")
+            && stderr.contains("`tokio-postgres`"),
         "the error names the features:\n{stderr}"
     );
     assert_eq!(

@@ -18,10 +18,10 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(not(any(feature = "sqlx09", feature = "sqlx08")))]
+#[cfg(not(any(feature = "sqlx09", feature = "sqlx08", feature = "tokio-postgres")))]
 compile_error!(
-    "db-retry needs a sqlx version to work with: enable the feature `sqlx09` (for sqlx 0.9, the \
-     default) or `sqlx08` (for sqlx 0.8), or both"
+    "db-retry needs to know which database crate you use: enable the feature `sqlx09` (sqlx 0.9, \
+     the default), `sqlx08` (sqlx 0.8; both may be on at once) or `tokio-postgres`"
 );
 
 mod backoff;

@@ -3,17 +3,15 @@
 //! are distinct, but what we do with them is the same.
 
 use std::error::Error as StdError;
-use std::future::Future;
 
 use super::sqlx;
 use sqlx::Connection as _;
 
 use crate::classify::{
-    classify_io, classify_mysql, classify_postgres, classify_sqlite, sealed, ErrorClass,
-    SqlxDatabaseError, SqlxError,
+    classify_io, classify_postgres, classify_sqlite, sealed, ErrorClass, SqlxDatabaseError,
+    SqlxError,
 };
-use crate::connection::PooledConnection;
-use crate::ready::{ConnectTarget, PoolProbe};
+use crate::ready::PoolProbe;
 
 /// The class of `error` when it is one of this version's error types.
 pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
@@ -71,7 +69,7 @@ fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
 fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
     #[cfg(feature = "mysql")]
     if let Some(my) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return classify_mysql(my.number(), my.code(), my.message());
+        return crate::classify::classify_mysql(my.number(), my.code(), my.message());
     }
     #[cfg(feature = "sqlite")]
     if let Some(lite) = error.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
@@ -117,9 +115,10 @@ impl SqlxDatabaseError for dyn sqlx::error::DatabaseError {
 
 /// The connection types `#[acquire]` and `#[transaction]` accept, and the connect options
 /// `wait_until_ready` takes, one per enabled driver.
+#[allow(unused_macros)] // with no driver feature on
 macro_rules! pooled_connection {
     ($connection:ty, $database:ty, $options:ty) => {
-        impl PooledConnection for $connection {
+        impl crate::connection::PooledConnection for $connection {
             type Pool = sqlx::Pool<$database>;
             type Error = sqlx::Error;
             type Held = sqlx::pool::PoolConnection<$database>;
@@ -127,19 +126,19 @@ macro_rules! pooled_connection {
 
             fn acquire(
                 pool: &Self::Pool,
-            ) -> impl Future<Output = Result<Self::Held, Self::Error>> + Send + 'static {
+            ) -> impl std::future::Future<Output = Result<Self::Held, Self::Error>> + Send + 'static {
                 pool.acquire()
             }
 
             fn begin(
                 held: &mut Self::Held,
-            ) -> impl Future<Output = Result<Self::Transaction<'_>, Self::Error>> + Send + '_ {
+            ) -> impl std::future::Future<Output = Result<Self::Transaction<'_>, Self::Error>> + Send + '_ {
                 (**held).begin()
             }
 
             fn commit<'c>(
                 transaction: Self::Transaction<'c>,
-            ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'c {
+            ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'c {
                 transaction.commit()
             }
 
@@ -150,7 +149,7 @@ macro_rules! pooled_connection {
 
         impl sealed::Sealed for $options {}
 
-        impl ConnectTarget for $options {
+        impl crate::ready::ConnectTarget for $options {
             type Error = sqlx::Error;
 
             async fn probe(&self) -> Result<(), Self::Error> {

@@ -79,6 +79,15 @@ async fn pool_without_ping_recovers_from_terminated_backends() {
         .expect("pool");
     let attempts = AtomicU32::new(0);
     assert_eq!(select_through_pool(&pool, &attempts).await.unwrap(), 7);
+    // sqlx pings a connection as it goes back to the pool, in a task of its own: kill the
+    // backend only once that is done, or the ping finds it dead and no query ever sees it.
+    for _ in 0..100 {
+        if pool.num_idle() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(pool.num_idle(), 1, "the connection went back to the pool");
     assert_eq!(server.terminate_backends_except(&[]).await, 1);
 
     let value = select_through_pool(&pool, &attempts).await;
