@@ -35,9 +35,19 @@
 //! | [`Permanent`](ErrorClass::Permanent) | anything else | never |
 //!
 //! Errors are classified through [`Classify`], implemented for every `std::error::Error +
-//! 'static`: the error and its `source()` chain are searched for a `sqlx::Error` or
-//! `std::io::Error`, so your own `thiserror` enum with `#[from] sqlx::Error` works with no code.
-//! `anyhow::Error` and `Box<dyn Error + Send + Sync>` work too.
+//! 'static`: the error and its `source()` chain are searched for a `sqlx::Error` (of sqlx 0.9
+//! or 0.8, with the features `sqlx09` and `sqlx08`), a SeaORM `DbErr` (feature `sea-orm`), a
+//! `tokio_postgres::Error` (feature `tokio-postgres`) or a `std::io::Error`, so your own
+//! `thiserror` enum with `#[from] sqlx::Error` works with no code. `anyhow::Error` and
+//! `Box<dyn Error + Send + Sync>` work too.
+//!
+//! # Features
+//!
+//! `sqlx09` (default) and `sqlx08` pick the sqlx versions understood; both may be on at once.
+//! `postgres`, `mysql` and `sqlite` (default) add each driver's error details and connection
+//! type. `anyhow` (default), `sea-orm`, `tokio-postgres` and `deadpool-postgres` add those
+//! crates' errors. A PostgreSQL-only service on sqlx 0.9 needs only
+//! `default-features = false, features = ["sqlx09", "postgres"]`.
 //!
 //! # Without the attribute
 //!
@@ -274,8 +284,9 @@ pub use db_retry_macros::db_retry;
 pub use db_retry_runtime::{
     classify_database, classify_error, classify_io, classify_mysql, classify_postgres,
     classify_sqlite, classify_sqlx, health, retry, retry_with, wait_until_ready, Backoff, Classify,
-    ErrorClass, Health, Jitter, Phase, PolicyError, Retrier, RetryOn, RetryPolicy,
-    RetryPolicyBuilder, Verdict, MAX_RETRIES_LIMIT,
+    ConnectTarget, ErrorClass, Health, Jitter, Phase, PolicyError, PoolProbe, PooledConnection,
+    Retrier, RetryOn, RetryPolicy, RetryPolicyBuilder, SqlxDatabaseError, SqlxError, Verdict,
+    MAX_RETRIES_LIMIT,
 };
 
 #[doc(hidden)]

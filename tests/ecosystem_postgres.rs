@@ -358,6 +358,11 @@ async fn tokio_postgres_errors_are_classified_by_sqlstate_and_connection_state()
         .await
         .expect_err("raised");
     assert_eq!(deadlock.classify(), ErrorClass::Contention);
+    // `#[error(transparent)]` hands out the inner error's source: the bare `DbError`.
+    #[derive(Debug, thiserror::Error)]
+    #[error(transparent)]
+    struct Transparent(#[from] tokio_postgres::Error);
+    assert_eq!(Transparent(deadlock).classify(), ErrorClass::Contention);
 
     let pid: i32 = client
         .query_one("SELECT pg_backend_pid()", &[])

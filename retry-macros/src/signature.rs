@@ -260,7 +260,6 @@ fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
     Ok(ret)
 }
 
-/// `E` in `Result<T, E>`; `Result` itself when the alias leaves `E` out.
 /// `E` of a `Result<T, E>` written out; `None` for an alias that hides it.
 fn error_type(ret: &Type) -> Option<&Type> {
     let Type::Path(path) = ret else {
@@ -278,6 +277,7 @@ fn error_type(ret: &Type) -> Option<&Type> {
         .nth(1)
 }
 
+/// `E` in `Result<T, E>`; `Result` itself when the alias leaves `E` out.
 fn error_span(ret: &Type) -> Span {
     let Type::Path(path) = ret else {
         return ret.span();

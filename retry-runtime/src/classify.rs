@@ -120,7 +120,29 @@ pub trait Classify {
 
 impl<E: StdError + 'static> Classify for E {
     fn classify(&self) -> ErrorClass {
-        classify_error(self)
+        let class = classify_error(self);
+        if class == ErrorClass::Permanent {
+            warn_if_sqlx_version_is_off::<E>(self);
+        }
+        class
+    }
+}
+
+/// A `sqlx::Error` that none of the enabled versions recognised comes from a sqlx version whose
+/// feature is off, and would never be retried: say so once, loudly, instead of letting it pass
+/// as permanent. Only reached on a permanent error, never on the happy path.
+fn warn_if_sqlx_version_is_off<E: StdError + 'static>(error: &E) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let is_sqlx_error = std::any::type_name::<E>() == "sqlx_core::error::Error";
+    if is_sqlx_error && classify_known(error).is_none() && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::error!(
+            target: "db_retry",
+            error = %error,
+            "this sqlx::Error comes from a sqlx version db-retry was built without, so it cannot \
+             be classified and is never retried: enable the db-retry feature `sqlx09` (sqlx 0.9) \
+             or `sqlx08` (sqlx 0.8) for the sqlx you use"
+        );
     }
 }
 

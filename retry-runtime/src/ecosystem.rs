@@ -16,6 +16,11 @@ pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorCl
     if let Some(error) = error.downcast_ref::<tokio_postgres::Error>() {
         return Some(tokio_postgres::classify(error));
     }
+    // What `#[error(transparent)]` around a `tokio_postgres::Error` hands out as its source.
+    #[cfg(feature = "tokio-postgres")]
+    if let Some(db) = error.downcast_ref::<::tokio_postgres::error::DbError>() {
+        return Some(tokio_postgres::classify_db(db));
+    }
     #[cfg(feature = "deadpool-postgres")]
     if let Some(error) = error.downcast_ref::<deadpool_postgres::PoolError>() {
         return Some(deadpool::classify(error));
@@ -27,13 +32,28 @@ pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorCl
 #[cfg(feature = "sea-orm")]
 mod sea_orm {
     use super::*;
-    use ::sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    use ::sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, TransactionError};
 
-    /// `DbErr` wraps sqlx's error in `RuntimeErr`, whose `source()` does not lead to it, so the
+    /// `DbErr` wraps sqlx's error in `RuntimeErr`, whose `source()` does not lead to it, and
+    /// `TransactionError` (what `db.transaction(…)` returns) has no `source()` at all, so the
     /// chain is followed here by hand.
     pub(super) fn classify(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
-        if let Some(error) = error.downcast_ref::<DbErr>() {
+        if let Some(error) = error.downcast_ref::<TransactionError<DbErr>>() {
             return Some(match error {
+                TransactionError::Connection(error) | TransactionError::Transaction(error) => {
+                    classify_db_err(error)
+                }
+            });
+        }
+        if let Some(error) = error.downcast_ref::<DbErr>() {
+            return Some(classify_db_err(error));
+        }
+        error.downcast_ref::<RuntimeErr>().map(classify_runtime)
+    }
+
+    fn classify_db_err(error: &DbErr) -> ErrorClass {
+        {
+            match error {
                 // sqlx's `PoolTimedOut`, renamed by SeaORM: nothing ran.
                 DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => ErrorClass::Connect,
                 // sqlx's `PoolClosed`: the application is shutting down.
@@ -42,9 +62,8 @@ mod sea_orm {
                     classify_runtime(runtime)
                 }
                 _ => ErrorClass::Permanent,
-            });
+            }
         }
-        error.downcast_ref::<RuntimeErr>().map(classify_runtime)
     }
 
     fn classify_runtime(error: &RuntimeErr) -> ErrorClass {
@@ -60,17 +79,22 @@ mod tokio_postgres {
     use super::*;
     pub(super) use ::tokio_postgres::Error;
 
+    /// By SQLSTATE, as sqlx's PostgreSQL errors.
+    pub(super) fn classify_db(db: &::tokio_postgres::error::DbError) -> ErrorClass {
+        let code = db.code().code();
+        let fatal = matches!(db.severity(), "FATAL" | "PANIC");
+        match classify_postgres(code, db.message()) {
+            // The server ends the session after a FATAL protocol violation.
+            ErrorClass::Permanent if fatal && code == "08P01" => ErrorClass::ConnectionLost,
+            class => class,
+        }
+    }
+
     /// By SQLSTATE (the same table as sqlx's PostgreSQL errors), then by what the client saw:
     /// a closed connection, an I/O error, or a failure while connecting.
     pub(super) fn classify(error: &Error) -> ErrorClass {
         if let Some(db) = error.as_db_error() {
-            let code = db.code().code();
-            let fatal = matches!(db.severity(), "FATAL" | "PANIC");
-            return match classify_postgres(code, db.message()) {
-                // The server ends the session after a FATAL protocol violation.
-                ErrorClass::Permanent if fatal && code == "08P01" => ErrorClass::ConnectionLost,
-                class => class,
-            };
+            return classify_db(db);
         }
         if error.is_closed() {
             return ErrorClass::ConnectionLost;

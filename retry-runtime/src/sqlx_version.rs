@@ -113,6 +113,27 @@ impl SqlxDatabaseError for dyn sqlx::error::DatabaseError {
     }
 }
 
+// A driver's concrete error, as `&PgDatabaseError` and the like, for `classify_database`.
+#[allow(unused_macros)] // with no driver feature on
+macro_rules! driver_error {
+    ($error:ty) => {
+        impl sealed::Sealed for $error {}
+
+        impl SqlxDatabaseError for $error {
+            fn __class(&self) -> ErrorClass {
+                classify_database(self)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "postgres")]
+driver_error!(sqlx::postgres::PgDatabaseError);
+#[cfg(feature = "mysql")]
+driver_error!(sqlx::mysql::MySqlDatabaseError);
+#[cfg(feature = "sqlite")]
+driver_error!(sqlx::sqlite::SqliteError);
+
 /// The connection types `#[acquire]` and `#[transaction]` accept, and the connect options
 /// `wait_until_ready` takes, one per enabled driver.
 #[allow(unused_macros)] // with no driver feature on
