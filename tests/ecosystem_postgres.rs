@@ -54,6 +54,59 @@ fn spawn_killer(server: Arc<PgServer>, done: Arc<AtomicBool>) -> tokio::task::Jo
     })
 }
 
+/// Eight readers make 150 reads each through `read` (which counts its attempts in `attempts`)
+/// while backends are terminated every 5 ms; asserts that no call failed and that the faults
+/// were real (backends killed, calls retried), and prints the summary line as `scenario`.
+async fn reads_under_terminations<F, Fut>(
+    server: Arc<PgServer>,
+    scenario: &str,
+    attempts: Arc<AtomicU32>,
+    read: F,
+) where
+    F: Fn(i32) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    const TASKS: u32 = 8;
+    const READS: u32 = 150;
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let killer = spawn_killer(server, done.clone());
+
+    let mut readers = Vec::new();
+    for task in 0..TASKS {
+        let read = read.clone();
+        readers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for n in 0..READS {
+                let id = ((task * READS + n) % 100 + 1) as i32;
+                if let Err(failure) = read(id).await {
+                    failures.push(failure);
+                }
+            }
+            failures
+        }));
+    }
+    let mut failures = Vec::new();
+    for reader in readers {
+        failures.extend(reader.await.unwrap());
+    }
+    done.store(true, Ordering::Relaxed);
+    let killed = killer.await.unwrap();
+
+    let calls = TASKS * READS;
+    let retries = attempts.load(Ordering::Relaxed) - calls;
+    println!(
+        "{scenario}: calls={calls} retries={retries} failures={} killed={killed} elapsed={:.2}s",
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "failed calls: {failures:?}");
+    assert!(
+        killed > 0 && retries > 0,
+        "backends were killed ({killed}) and calls retried ({retries})"
+    );
+}
+
 async fn seed(server: &PgServer) {
     let mut sql = String::from(
         "CREATE TABLE items (id int PRIMARY KEY, on_call bool NOT NULL); INSERT INTO items VALUES ",
@@ -89,51 +142,22 @@ async fn find_item(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sea_orm_reads_survive_terminated_backends() {
-    const TASKS: u32 = 8;
-    const READS: u32 = 150;
     let server = Arc::new(PgServer::start());
     seed(&server).await;
     let db = sea_orm_connection(&server, 8).await;
     let attempts = Arc::new(AtomicU32::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let killer = spawn_killer(server.clone(), done.clone());
-
-    let mut readers = Vec::new();
-    for task in 0..TASKS {
-        let (db, attempts) = (db.clone(), attempts.clone());
-        readers.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            for n in 0..READS {
-                let id = ((task * READS + n) % 100 + 1) as i32;
-                match find_item(&db, id, &attempts).await {
-                    Ok(Some(found)) => assert_eq!(found.id, id),
-                    Ok(None) => failures.push(format!("item {id} missing")),
-                    Err(error) => failures.push(error.to_string()),
-                }
+    let counted = attempts.clone();
+    reads_under_terminations(server, "sea_orm_terminated", attempts, move |id| {
+        let (db, attempts) = (db.clone(), counted.clone());
+        async move {
+            match find_item(&db, id, &attempts).await {
+                Ok(Some(found)) if found.id == id => Ok(()),
+                Ok(other) => Err(format!("item {id}: {other:?}")),
+                Err(error) => Err(error.to_string()),
             }
-            failures
-        }));
-    }
-    let mut failures = Vec::new();
-    for reader in readers {
-        failures.extend(reader.await.unwrap());
-    }
-    done.store(true, Ordering::Relaxed);
-    let killed = killer.await.unwrap();
-
-    let calls = TASKS * READS;
-    let retries = attempts.load(Ordering::Relaxed) - calls;
-    println!(
-        "sea_orm_terminated: calls={calls} retries={retries} failures={} killed={killed} elapsed={:.2}s",
-        failures.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(failures.is_empty(), "failed calls: {failures:?}");
-    assert!(
-        killed > 0 && retries > 0,
-        "backends were killed ({killed}) and calls retried ({retries})"
-    );
+        }
+    })
+    .await;
 }
 
 /// Write skew under SERIALIZABLE through SeaORM: on the first attempt another transaction takes
@@ -291,49 +315,21 @@ async fn read_on_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadpool_reads_survive_terminated_backends() {
-    const TASKS: u32 = 8;
-    const READS: u32 = 150;
     let server = Arc::new(PgServer::start());
     seed(&server).await;
     let pool = deadpool(&server, 8);
     let attempts = Arc::new(AtomicU32::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let killer = spawn_killer(server.clone(), done.clone());
-
-    let mut readers = Vec::new();
-    for task in 0..TASKS {
-        let (pool, attempts) = (pool.clone(), attempts.clone());
-        readers.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            for n in 0..READS {
-                let id = ((task * READS + n) % 100 + 1) as i32;
-                if let Err(error) = read_on_call(&pool, id, &attempts).await {
-                    failures.push(format!("{error}: {:?}", std::error::Error::source(&error)));
-                }
+    let counted = attempts.clone();
+    reads_under_terminations(server, "deadpool_terminated", attempts, move |id| {
+        let (pool, attempts) = (pool.clone(), counted.clone());
+        async move {
+            match read_on_call(&pool, id, &attempts).await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(format!("{error}: {:?}", std::error::Error::source(&error))),
             }
-            failures
-        }));
-    }
-    let mut failures = Vec::new();
-    for reader in readers {
-        failures.extend(reader.await.unwrap());
-    }
-    done.store(true, Ordering::Relaxed);
-    let killed = killer.await.unwrap();
-
-    let calls = TASKS * READS;
-    let retries = attempts.load(Ordering::Relaxed) - calls;
-    println!(
-        "deadpool_terminated: calls={calls} retries={retries} failures={} killed={killed} elapsed={:.2}s",
-        failures.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(failures.is_empty(), "failed calls: {failures:?}");
-    assert!(
-        killed > 0 && retries > 0,
-        "backends were killed ({killed}) and calls retried ({retries})"
-    );
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
