@@ -5,9 +5,9 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use db_retry::{db_retry, Classify, ErrorClass};
 use sea_orm::entity::prelude::*;
@@ -34,29 +34,9 @@ mod item {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Terminates every client backend but its own, every 5 ms, until `done`.
-fn spawn_killer(server: Arc<PgServer>, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<u32> {
-    tokio::spawn(async move {
-        let mut admin: sqlx::PgConnection = server.admin().await;
-        let mut killed = 0;
-        while !done.load(Ordering::Relaxed) {
-            let terminated: Vec<bool> = sqlx::query_scalar(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            )
-            .fetch_all(&mut admin)
-            .await
-            .expect("terminate backends");
-            killed += terminated.into_iter().filter(|ok| *ok).count() as u32;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        killed
-    })
-}
-
-/// Eight readers make 150 reads each through `read` (which counts its attempts in `attempts`)
-/// while backends are terminated every 5 ms; asserts that no call failed and that the faults
-/// were real (backends killed, calls retried), and prints the summary line as `scenario`.
+/// Eight readers make 150 reads each of items 1..=100 through `read` (which counts its attempts
+/// in `attempts`) while every backend is terminated every 5 ms; asserts that no call failed and
+/// that the faults were real (backends killed, calls retried), and prints the summary line.
 async fn reads_under_terminations<F, Fut>(
     server: Arc<PgServer>,
     scenario: &str,
@@ -66,44 +46,28 @@ async fn reads_under_terminations<F, Fut>(
     F: Fn(i32) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
-    const TASKS: u32 = 8;
-    const READS: u32 = 150;
-    let done = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let killer = spawn_killer(server, done.clone());
-
-    let mut readers = Vec::new();
-    for task in 0..TASKS {
-        let read = read.clone();
-        readers.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            for n in 0..READS {
-                let id = ((task * READS + n) % 100 + 1) as i32;
-                if let Err(failure) = read(id).await {
-                    failures.push(failure);
-                }
-            }
-            failures
-        }));
-    }
-    let mut failures = Vec::new();
-    for reader in readers {
-        failures.extend(reader.await.unwrap());
-    }
-    done.store(true, Ordering::Relaxed);
-    let killed = killer.await.unwrap();
-
-    let calls = TASKS * READS;
-    let retries = attempts.load(Ordering::Relaxed) - calls;
+    let outcome = server
+        .calls_while_killing(Duration::from_millis(5), None, 8, 150, move |n| {
+            read((n % 100 + 1) as i32)
+        })
+        .await;
+    let retries = attempts.load(Ordering::Relaxed) - outcome.calls;
     println!(
-        "{scenario}: calls={calls} retries={retries} failures={} killed={killed} elapsed={:.2}s",
-        failures.len(),
-        started.elapsed().as_secs_f64()
+        "{scenario}: calls={} retries={retries} failures={} killed={} elapsed={:.2}s",
+        outcome.calls,
+        outcome.failures.len(),
+        outcome.killed,
+        outcome.elapsed.as_secs_f64()
     );
-    assert!(failures.is_empty(), "failed calls: {failures:?}");
     assert!(
-        killed > 0 && retries > 0,
-        "backends were killed ({killed}) and calls retried ({retries})"
+        outcome.failures.is_empty(),
+        "failed calls: {:?}",
+        outcome.failures
+    );
+    assert!(
+        outcome.killed > 0 && retries > 0,
+        "backends were killed ({}) and calls retried ({retries})",
+        outcome.killed
     );
 }
 

@@ -42,65 +42,32 @@ async fn terminated_backends_under_load_lose_no_calls() {
     let server = Arc::new(PgServer::start());
     let pool: PgPool = server.pool(8).await;
     let attempts = Arc::new(AtomicU32::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-
-    let killer = {
-        let (server, done) = (server.clone(), done.clone());
-        tokio::spawn(async move {
-            let mut admin: PgConnection = server.admin().await;
-            let mut killed = 0u32;
-            while !done.load(Ordering::Relaxed) {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
-                     ORDER BY random() LIMIT 1) AS t",
-                )
-                .fetch_one(&mut admin)
-                .await
-                .expect("terminate a backend");
-                killed += n as u32;
-                tokio::time::sleep(Duration::from_millis(3)).await;
+    let counted = attempts.clone();
+    let outcome = server
+        .calls_while_killing(Duration::from_millis(3), Some(1), TASKS, READS, move |n| {
+            let (pool, attempts) = (pool.clone(), counted.clone());
+            async move {
+                let id = n as i32;
+                let value = read_item(&pool, id, &attempts)
+                    .await
+                    .map_err(|error| format!("read failed: {error}"))?;
+                assert_eq!(value, id + 1);
+                Ok(())
             }
-            killed
         })
-    };
-    let mut tasks = Vec::new();
-    for task in 0..TASKS {
-        let (pool, attempts) = (pool.clone(), attempts.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut failures = 0u32;
-            for i in 0..READS {
-                let id = (task * READS + i) as i32;
-                match read_item(&pool, id, &attempts).await {
-                    Ok(value) => assert_eq!(value, id + 1),
-                    Err(error) => {
-                        eprintln!("read failed: {error}");
-                        failures += 1;
-                    }
-                }
-            }
-            failures
-        }));
-    }
-    let mut failures = 0;
-    for task in tasks {
-        failures += task.await.unwrap();
-    }
-    done.store(true, Ordering::Relaxed);
-    let killed = killer.await.unwrap();
+        .await;
+    let (failures, killed) = (outcome.failures.len() as u32, outcome.killed);
 
-    let calls = TASKS * READS;
-    let retries = attempts.load(Ordering::Relaxed) - calls;
+    let retries = attempts.load(Ordering::Relaxed) - outcome.calls;
     summary(
         "terminated_backends",
-        calls,
+        outcome.calls,
         retries,
         failures,
-        started.elapsed(),
+        outcome.elapsed,
     );
     println!("terminated_backends: backends terminated={killed}");
-    assert_eq!(failures, 0, "no call may fail");
+    assert_eq!(failures, 0, "no call may fail: {:?}", outcome.failures);
     assert!(killed > 0, "the side task terminated backends");
     assert!(
         retries > 0,

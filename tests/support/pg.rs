@@ -7,12 +7,12 @@
 //! parent-death signal and be stopped with the exact signal a test asks for.
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-use std::future::Future;
 
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
@@ -326,6 +326,82 @@ impl PgServer {
         terminated.into_iter().filter(|ok| *ok).count()
     }
 
+    /// `tasks` concurrent callers make `per_task` calls each, `call(n)` with `n` numbering every
+    /// call of the run, while backends are terminated as [`PgServer::kill_backends_every`] does.
+    pub async fn calls_while_killing<F, Fut>(
+        self: &Arc<Self>,
+        every: Duration,
+        per_round: Option<u32>,
+        tasks: u32,
+        per_task: u32,
+        call: F,
+    ) -> LoadOutcome
+    where
+        F: Fn(u32) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send,
+    {
+        let started = Instant::now();
+        let killer = self.kill_backends_every(every, per_round);
+        let callers: Vec<_> = (0..tasks)
+            .map(|task| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut failures = Vec::new();
+                    for n in task * per_task..(task + 1) * per_task {
+                        if let Err(failure) = call(n).await {
+                            failures.push(failure);
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for caller in callers {
+            failures.extend(caller.await.expect("caller task"));
+        }
+        LoadOutcome {
+            calls: tasks * per_task,
+            failures,
+            killed: killer.stop().await,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Terminates client backends in the background, `per_round` chosen at random (every one
+    /// when `None`), every `every`, on one admin session, until [`BackendKiller::stop`].
+    pub fn kill_backends_every(
+        self: &Arc<Self>,
+        every: Duration,
+        per_round: Option<u32>,
+    ) -> BackendKiller {
+        let server = Arc::clone(self);
+        let done = Arc::new(AtomicBool::new(false));
+        let limit = per_round.map_or(String::new(), |n| format!("ORDER BY random() LIMIT {n}"));
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() {limit}) AS t \
+             WHERE ok"
+        );
+        let task = tokio::spawn({
+            let done = done.clone();
+            async move {
+                let mut admin: PgConnection = server.admin().await;
+                let mut killed = 0u32;
+                while !done.load(Ordering::Relaxed) {
+                    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                        .fetch_one(&mut admin)
+                        .await
+                        .expect("terminate backends");
+                    killed += n as u32;
+                    tokio::time::sleep(every).await;
+                }
+                killed
+            }
+        });
+        BackendKiller { done, task }
+    }
+
     /// `ALTER SYSTEM SET max_connections = n`, then a fast restart (the setting needs one).
     /// Needs a free session slot for the admin connection.
     pub async fn set_max_connections(&self, n: u32) {
@@ -378,6 +454,29 @@ fn panic_not_ready(daemon: &Daemon, data: &Path, why: NotReady) -> ! {
         data.display(),
         daemon.log_tail(30)
     );
+}
+
+/// What [`PgServer::calls_while_killing`] saw.
+pub struct LoadOutcome {
+    pub calls: u32,
+    /// The message of every call that failed.
+    pub failures: Vec<String>,
+    pub killed: u32,
+    pub elapsed: Duration,
+}
+
+/// The background task of [`PgServer::kill_backends_every`].
+pub struct BackendKiller {
+    done: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<u32>,
+}
+
+impl BackendKiller {
+    /// Stops killing; returns how many backends were terminated.
+    pub async fn stop(self) -> u32 {
+        self.done.store(true, Ordering::Relaxed);
+        self.task.await.expect("backend killer")
+    }
 }
 
 /// Why a connection or pool could not be opened; `busy` when the server was full or starting.
