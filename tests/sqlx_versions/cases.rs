@@ -8,23 +8,7 @@ use db_retry::{classify_sqlx, db_retry, ErrorClass};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 
-use crate::support::pg::PgServer;
-
-async fn pool(server: &PgServer, max: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&server.url())
-        .await
-        .expect("pool")
-}
-
-async fn pid(conn: &mut PgConnection) -> i32 {
-    sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *conn)
-        .await
-        .expect("pg_backend_pid")
-}
+use crate::support::pg::{backend_pid, PgServer};
 
 /// Attempts and the class of every failed one, as the attribute's classifier saw them.
 #[derive(Default)]
@@ -51,6 +35,12 @@ impl Seen {
 
     fn classes(&self) -> Vec<ErrorClass> {
         self.classes.lock().unwrap().clone()
+    }
+
+    /// The call took two attempts: the first failed with an error of `class`, the retry worked.
+    fn assert_retried_once(&self, class: ErrorClass) {
+        assert_eq!(self.classes(), vec![class], "the first attempt's error is {class:?}");
+        assert_eq!(self.attempts(), 2, "one failure, one retry");
     }
 }
 
@@ -107,15 +97,14 @@ async fn serialization_failure_is_contention_and_retried_in_a_transaction() {
              INSERT INTO doctors VALUES (1, true), (2, true);",
         )
         .await;
-    let pool = pool(&server, 2).await;
+    let pool: PgPool = server.pool(2).await;
     let seen = Seen::default();
 
     let outcome = go_off_call(&pool, &server, &seen).await;
 
     // The other transaction committed first, so the server fails this one at its UPDATE.
-    assert_eq!(seen.classes(), vec![ErrorClass::Contention], "40001 is contention");
+    seen.assert_retried_once(ErrorClass::Contention);
     outcome.expect("the retry commits");
-    assert_eq!(seen.attempts(), 2, "one conflict, one retry");
     let off: i64 = sqlx::query_scalar("SELECT count(*) FROM doctors WHERE NOT on_call")
         .fetch_one(&pool)
         .await
@@ -193,14 +182,13 @@ async fn deadlock_is_contention_and_retried_in_a_transaction() {
              INSERT INTO counters VALUES (1, 0), (2, 0);",
         )
         .await;
-    let pool = pool(&server, 2).await;
+    let pool: PgPool = server.pool(2).await;
     let seen = Seen::default();
 
     let outcome = cross_update(&pool, &server, &seen).await;
 
-    assert_eq!(seen.classes(), vec![ErrorClass::Contention], "40P01 is contention");
+    seen.assert_retried_once(ErrorClass::Contention);
     outcome.expect("the retry commits");
-    assert_eq!(seen.attempts(), 2);
 }
 
 // --- 57P01: the attempt's backend terminated, in #[acquire] -----------------------------------
@@ -212,7 +200,7 @@ async fn read_after_terminate(
     seen: &Seen,
 ) -> Result<i32, sqlx::Error> {
     if seen.attempt() == 1 {
-        let pid = pid(conn).await;
+        let pid = backend_pid(conn).await;
         server.terminate_backend(pid).await;
     }
     let outcome = sqlx::query_scalar("SELECT 42").fetch_one(&mut *conn).await;
@@ -225,14 +213,13 @@ async fn read_after_terminate(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_backend_is_connection_lost_and_retried() {
     let server = PgServer::start();
-    let pool = pool(&server, 2).await;
+    let pool: PgPool = server.pool(2).await;
     let seen = Seen::default();
 
     let answer = read_after_terminate(&pool, &server, &seen).await;
 
-    assert_eq!(seen.classes(), vec![ErrorClass::ConnectionLost]);
+    seen.assert_retried_once(ErrorClass::ConnectionLost);
     assert_eq!(answer.expect("the retry runs on a fresh connection"), 42);
-    assert_eq!(seen.attempts(), 2);
 }
 
 // --- 53300 from a bare connect -----------------------------------------------------------------
@@ -274,9 +261,8 @@ async fn too_many_connections_is_connect_and_retried() {
 
     let one = connect_when_full(&options, &tokio::sync::Mutex::new(held), &seen).await;
 
-    assert_eq!(seen.classes(), vec![ErrorClass::Connect], "53300 is connect");
+    seen.assert_retried_once(ErrorClass::Connect);
     assert_eq!(one.expect("the retry finds a free slot"), 1);
-    assert_eq!(seen.attempts(), 2);
 }
 
 // --- PoolTimedOut ------------------------------------------------------------------------------
@@ -311,9 +297,8 @@ async fn pool_timed_out_is_connect_and_retried() {
 
     let one = select_from_busy_pool(&pool, &held, &seen).await;
 
-    assert_eq!(seen.classes(), vec![ErrorClass::Connect], "PoolTimedOut is connect");
+    seen.assert_retried_once(ErrorClass::Connect);
     assert_eq!(one.expect("the retry gets the freed connection"), 1);
-    assert_eq!(seen.attempts(), 2);
 }
 
 // --- connection refused ------------------------------------------------------------------------
@@ -351,9 +336,8 @@ async fn connection_refused_is_connect_and_retried() {
 
     let one = connect_while_down(&options, &server, &seen).await;
 
-    assert_eq!(seen.classes(), vec![ErrorClass::Connect], "refused is connect");
+    seen.assert_retried_once(ErrorClass::Connect);
     assert_eq!(one.expect("the retry reaches the restarted server"), 1);
-    assert_eq!(seen.attempts(), 2);
 }
 
 // --- 23505: a real unique violation runs once --------------------------------------------------
@@ -375,7 +359,7 @@ async fn unique_violation_is_permanent_and_runs_once() {
     server
         .exec_admin("CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users VALUES (1);")
         .await;
-    let pool = pool(&server, 2).await;
+    let pool: PgPool = server.pool(2).await;
     let seen = Seen::default();
 
     let error = insert_user(&pool, 1, &seen)
@@ -397,7 +381,7 @@ async fn wait_until_ready_and_health_take_this_versions_types() {
     db_retry::wait_until_ready(&options, Duration::from_secs(5))
         .await
         .expect("the server is up");
-    let pool = pool(&server, 2).await;
+    let pool: PgPool = server.pool(2).await;
     let health = db_retry::health(&pool, Duration::from_secs(1)).await;
     assert!(health.reachable, "{health:?}");
 
