@@ -276,6 +276,17 @@ fn is_lookup_failure(error: &io::Error) -> bool {
         .starts_with("failed to lookup address information")
 }
 
+/// Classify a PostgreSQL error report as a driver hands it over: its SQLSTATE, message and
+/// whether its severity was FATAL (or PANIC). The server ends the session after a FATAL
+/// protocol violation, so a FATAL 08P01 is a lost connection whatever its message says.
+#[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
+pub(crate) fn classify_postgres_report(sqlstate: &str, message: &str, fatal: bool) -> ErrorClass {
+    match classify_postgres(sqlstate, message) {
+        ErrorClass::Permanent if fatal && sqlstate == "08P01" => ErrorClass::ConnectionLost,
+        class => class,
+    }
+}
+
 /// Classify a PostgreSQL SQLSTATE; `message` disambiguates the codes that PgBouncer and
 /// PostgreSQL reuse for several causes.
 ///

@@ -3,8 +3,7 @@
 
 use std::error::Error as StdError;
 
-#[allow(unused_imports)]
-use crate::classify::{classify_io, classify_postgres, ErrorClass};
+use crate::classify::ErrorClass;
 
 /// The class of `error` when it is one of these crates' error types.
 pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
@@ -13,17 +12,12 @@ pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorCl
         return Some(class);
     }
     #[cfg(feature = "tokio-postgres")]
-    if let Some(error) = error.downcast_ref::<tokio_postgres::Error>() {
-        return Some(tokio_postgres::classify(error));
-    }
-    // What `#[error(transparent)]` around a `tokio_postgres::Error` hands out as its source.
-    #[cfg(feature = "tokio-postgres")]
-    if let Some(db) = error.downcast_ref::<::tokio_postgres::error::DbError>() {
-        return Some(tokio_postgres::classify_db(db));
+    if let Some(class) = tokio_postgres::classify(error) {
+        return Some(class);
     }
     #[cfg(feature = "deadpool-postgres")]
-    if let Some(error) = error.downcast_ref::<deadpool_postgres::PoolError>() {
-        return Some(deadpool::classify(error));
+    if let Some(class) = deadpool::classify(error) {
+        return Some(class);
     }
     let _ = error;
     None
@@ -31,8 +25,11 @@ pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorCl
 
 #[cfg(feature = "sea-orm")]
 mod sea_orm {
-    use super::*;
+    use std::error::Error as StdError;
+
     use ::sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, TransactionError};
+
+    use crate::classify::{classify_sqlx, ErrorClass};
 
     /// `DbErr` wraps sqlx's error in `RuntimeErr`, whose `source()` does not lead to it, and
     /// `TransactionError` (what `db.transaction(…)` returns) has no `source()` at all, so the
@@ -52,23 +49,21 @@ mod sea_orm {
     }
 
     fn classify_db_err(error: &DbErr) -> ErrorClass {
-        {
-            match error {
-                // sqlx's `PoolTimedOut`, renamed by SeaORM: nothing ran.
-                DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => ErrorClass::Connect,
-                // sqlx's `PoolClosed`: the application is shutting down.
-                DbErr::ConnectionAcquire(_) => ErrorClass::Permanent,
-                DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => {
-                    classify_runtime(runtime)
-                }
-                _ => ErrorClass::Permanent,
+        match error {
+            // sqlx's `PoolTimedOut`, renamed by SeaORM: nothing ran.
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => ErrorClass::Connect,
+            // sqlx's `PoolClosed`: the application is shutting down.
+            DbErr::ConnectionAcquire(_) => ErrorClass::Permanent,
+            DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => {
+                classify_runtime(runtime)
             }
+            _ => ErrorClass::Permanent,
         }
     }
 
     fn classify_runtime(error: &RuntimeErr) -> ErrorClass {
         match error {
-            RuntimeErr::SqlxError(sqlx) => crate::classify::classify_sqlx(&**sqlx),
+            RuntimeErr::SqlxError(sqlx) => classify_sqlx(&**sqlx),
             _ => ErrorClass::Permanent,
         }
     }
@@ -76,23 +71,31 @@ mod sea_orm {
 
 #[cfg(feature = "tokio-postgres")]
 mod tokio_postgres {
-    use super::*;
-    pub(super) use ::tokio_postgres::Error;
+    use std::error::Error as StdError;
+
+    use ::tokio_postgres::error::DbError;
+    use ::tokio_postgres::Error;
+
+    use crate::classify::{classify_io, classify_postgres_report, ErrorClass};
+
+    /// A `tokio_postgres::Error`, or the bare `DbError` that `#[error(transparent)]` around one
+    /// hands out as its source.
+    pub(super) fn classify(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+        if let Some(error) = error.downcast_ref::<Error>() {
+            return Some(classify_error(error));
+        }
+        error.downcast_ref::<DbError>().map(classify_db)
+    }
 
     /// By SQLSTATE, as sqlx's PostgreSQL errors.
-    pub(super) fn classify_db(db: &::tokio_postgres::error::DbError) -> ErrorClass {
-        let code = db.code().code();
+    fn classify_db(db: &DbError) -> ErrorClass {
         let fatal = matches!(db.severity(), "FATAL" | "PANIC");
-        match classify_postgres(code, db.message()) {
-            // The server ends the session after a FATAL protocol violation.
-            ErrorClass::Permanent if fatal && code == "08P01" => ErrorClass::ConnectionLost,
-            class => class,
-        }
+        classify_postgres_report(db.code().code(), db.message(), fatal)
     }
 
     /// By SQLSTATE (the same table as sqlx's PostgreSQL errors), then by what the client saw:
     /// a closed connection, an I/O error, or a failure while connecting.
-    pub(super) fn classify(error: &Error) -> ErrorClass {
+    pub(super) fn classify_error(error: &Error) -> ErrorClass {
         if let Some(db) = error.as_db_error() {
             return classify_db(db);
         }
@@ -120,20 +123,23 @@ mod tokio_postgres {
 
 #[cfg(feature = "deadpool-postgres")]
 mod deadpool {
-    use super::*;
+    use std::error::Error as StdError;
+
     use ::deadpool_postgres::PoolError;
 
-    pub(super) fn classify(error: &PoolError) -> ErrorClass {
-        match error {
+    use crate::classify::ErrorClass;
+
+    pub(super) fn classify(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
+        Some(match error.downcast_ref::<PoolError>()? {
             // No connection came free, or creating one took too long: nothing ran.
             PoolError::Timeout(_) => ErrorClass::Connect,
-            PoolError::Backend(error) => match super::tokio_postgres::classify(error) {
+            PoolError::Backend(error) => match super::tokio_postgres::classify_error(error) {
                 // The pool was creating the connection, so nothing can have run.
                 ErrorClass::ConnectionLost => ErrorClass::Connect,
                 class => class,
             },
             // Closed on purpose, or misconfigured.
             _ => ErrorClass::Permanent,
-        }
+        })
     }
 }

@@ -80,11 +80,7 @@ fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
     if let Some(pg) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         use sqlx::postgres::PgSeverity;
         let fatal = matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic);
-        return match classify_postgres(pg.code(), pg.message()) {
-            // The server ends the session after a FATAL protocol violation.
-            ErrorClass::Permanent if fatal && pg.code() == "08P01" => ErrorClass::ConnectionLost,
-            class => class,
-        };
+        return crate::classify::classify_postgres_report(pg.code(), pg.message(), fatal);
     }
     // Without the MySQL and SQLite features their numbers can't be read, but both fit a shape:
     // a SQLite extended code is a decimal number of at most four digits, never a SQLSTATE.
