@@ -330,6 +330,11 @@ fn every_constructible_sqlx_error_variant_gets_its_documented_class() {
             .into(),
             Permanent,
         ),
+        // A code of at most four digits is never a SQLSTATE: it is SQLite's extended result
+        // code, as it arrives from a build without the `sqlite` feature.
+        (OtherDriverError::sqlstate("5"), Contention),
+        (OtherDriverError::sqlstate("517"), Contention),
+        (OtherDriverError::sqlstate("2067"), Permanent),
     ];
     assert_table("sqlx::Error", &rows, |error| {
         let direct = classify_sqlx(error);
