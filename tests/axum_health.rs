@@ -31,6 +31,21 @@ fn example_binary() -> PathBuf {
 
 struct Service(Child);
 
+impl Service {
+    /// Starts the example against `database_url` on a free port; returns it and its address.
+    fn start(database_url: &str) -> (Service, SocketAddr) {
+        let port = free_port();
+        let child = Command::new(example_binary())
+            .env("DATABASE_URL", database_url)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the axum example");
+        (Service(child), SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -80,17 +95,7 @@ async fn wait_for_health(addr: SocketAddr, deadline: Duration) -> (u16, String) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_unavailable_while_the_database_is_down() {
     let server = PgServer::start();
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let _service = Service(
-        Command::new(example_binary())
-            .env("DATABASE_URL", server.url())
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the axum example"),
-    );
+    let (_service, addr) = Service::start(&server.url());
 
     let (status, body) = wait_for_health(addr, Duration::from_secs(20)).await;
     assert_eq!(status, 200, "healthy: {body}");
@@ -135,17 +140,7 @@ async fn health_reports_unavailable_while_the_database_is_down() {
 async fn service_waits_for_a_database_that_starts_late() {
     let server = PgServer::start();
     server.stop_fast();
-    let port = free_port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut service = Service(
-        Command::new(example_binary())
-            .env("DATABASE_URL", server.url())
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the axum example"),
-    );
+    let (mut service, addr) = Service::start(&server.url());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         service.0.try_wait().unwrap().is_none(),
