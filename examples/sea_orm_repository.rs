@@ -70,8 +70,14 @@ impl Accounts {
 
 #[tokio::main]
 async fn main() -> Result<(), DbErr> {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!(
+            "This example needs a PostgreSQL server. Set DATABASE_URL, for example:\n\n    \
+             DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+             cargo run --example sea_orm_repository\n"
+        );
+        std::process::exit(2);
+    };
     let mut options = ConnectOptions::new(url);
     options.max_connections(4).sqlx_logging(false);
     let db = Database::connect(options).await?;
