@@ -200,6 +200,10 @@ fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
 
 /// A `sqlx::Error` of a sqlx version this build supports (`sqlx09`, `sqlx08`); see
 /// [`classify_sqlx`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `sqlx::Error` of a sqlx version db-retry was built for",
+    note = "enable the db-retry feature for its sqlx version (`sqlx09` or `sqlx08`), or classify any error with `Classify::classify`"
+)]
 pub trait SqlxError: sealed::Sealed {
     #[doc(hidden)]
     fn __class(&self) -> ErrorClass;
@@ -207,6 +211,10 @@ pub trait SqlxError: sealed::Sealed {
 
 /// A driver's database error (`dyn sqlx::error::DatabaseError`) of a sqlx version this build
 /// supports; see [`classify_database`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a database error of a sqlx version db-retry was built for",
+    note = "enable the db-retry feature for its sqlx version (`sqlx09` or `sqlx08`), or classify any error with `Classify::classify`"
+)]
 pub trait SqlxDatabaseError: sealed::Sealed {
     #[doc(hidden)]
     fn __class(&self) -> ErrorClass;

@@ -31,6 +31,10 @@ pub trait ConnectTarget: sealed::Sealed {
 
 /// A sqlx pool that [`health`] can probe: `Pool<DB>` of sqlx 0.9 or 0.8, with the matching
 /// feature on.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a pool of a sqlx version db-retry was built for",
+    note = "enable the db-retry feature for this pool's sqlx version: `sqlx09` or `sqlx08`"
+)]
 pub trait PoolProbe: sealed::Sealed {
     #[doc(hidden)]
     fn size(&self) -> u32;
