@@ -175,11 +175,11 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
         };
         rebinds.push(rebind);
     }
-    // A connection type spelled with the function's generics (`&mut DB::Connection`) can only be
-    // checked where the function is called; say so in its bounds, as a hand-written version
-    // would.
+    // A connection type spelled with generics (`&mut DB::Connection`, of the function or of the
+    // impl around it) can only be checked where the function is called; say so in its bounds,
+    // as a hand-written version would.
     if let Unit::Acquire { conn, .. } | Unit::Transaction { conn, .. } = &unit {
-        if !func.sig.generics.params.is_empty() {
+        if !func.sig.generics.params.is_empty() || is_projection(conn) {
             let bounds = &mut func.sig.generics.make_where_clause().predicates;
             bounds.push(syn::parse_quote!(#conn: #krate::__private::PooledConnection));
             if let Some(error) = error_type(&ret) {
@@ -258,6 +258,23 @@ fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
     let mut ret = (**ty).clone();
     EraseImplTrait.visit_type_mut(&mut ret);
     Ok(ret)
+}
+
+/// Whether `ty` names an associated type, as `DB::Connection` or `<DB as Database>::Connection`
+/// do, rather than a connection type of its own such as `PgConnection`.
+fn is_projection(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => {
+            path.qself.is_some()
+                || (path.path.segments.len() > 1
+                    && path
+                        .path
+                        .segments
+                        .last()
+                        .is_some_and(|last| last.ident == "Connection"))
+        }
+        _ => false,
+    }
 }
 
 /// `E` of a `Result<T, E>` written out; `None` for an alias that hides it.

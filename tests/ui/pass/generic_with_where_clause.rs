@@ -38,6 +38,16 @@ async fn ping_acquired<DB: Database>(
     sqlx::Connection::ping(conn).await
 }
 
+/// The connection type comes from the impl's generics, not the method's.
+struct Repo<DB>(std::marker::PhantomData<DB>);
+
+impl<DB: Database> Repo<DB> {
+    #[db_retry]
+    async fn ping(&self, #[acquire] conn: &mut DB::Connection) -> Result<(), sqlx::Error> {
+        sqlx::Connection::ping(conn).await
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct User {
     id: i64,
@@ -49,5 +59,6 @@ fn main() {
     let _ = label::<u32>;
     let _ = ping::<sqlx::Postgres>;
     let _ = ping_acquired::<sqlx::Sqlite>;
+    let _ = Repo::<sqlx::Postgres>::ping;
     let _ = |user: User| (user.id, user.name);
 }
