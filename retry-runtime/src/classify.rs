@@ -85,8 +85,8 @@ impl fmt::Display for ErrorClass {
 ///
 /// Implemented for every `std::error::Error + 'static` (which covers `sqlx::Error`,
 /// `std::io::Error` and your own `thiserror` enums): the error and then its
-/// [`source()`](std::error::Error::source) chain are searched for a `sqlx::Error` or an
-/// `io::Error`, and the first one found decides. Also implemented for `dyn Error` trait objects,
+/// [`source()`](std::error::Error::source) chain are searched for an error db-retry knows (see
+/// [`classify_error`]), and the first one found decides. Also implemented for `dyn Error` trait objects,
 /// so method syntax reaches through `Box<dyn Error + Send + Sync>` and `anyhow::Error`.
 ///
 /// A wrapper declared `#[error(transparent)]` (thiserror) exposes the wrapped error's *source*
