@@ -1,5 +1,6 @@
 //! The happy path allocates nothing: a call whose first attempt succeeds costs no heap
-//! allocation in the retry machinery.
+//! allocation in the retry machinery, whether it goes through `retry`, a `Retrier` by hand, or
+//! the code `#[db_retry]` generates.
 //!
 //! A counting global allocator counts only while the current thread has opened a counting
 //! window, so the test harness and the runtime's setup don't count.
@@ -142,6 +143,36 @@ fn retry_with_a_deadline_on_first_success_allocates_nothing() {
         window.close()
     });
     assert_eq!(allocations, 0, "the happy path with a deadline allocated");
+}
+
+/// The attribute's expansion, reaching this crate through `crate =` as a re-exporter would.
+#[db_retry_macros::db_retry(crate = db_retry_runtime)]
+async fn annotated(value: u64) -> Result<u64, sqlx::Error> {
+    Ok(black_box(value) + 1)
+}
+
+#[db_retry_macros::db_retry(crate = db_retry_runtime, deadline = 30s)]
+async fn annotated_with_deadline(value: u64) -> Result<u64, sqlx::Error> {
+    Ok(black_box(value) + 1)
+}
+
+#[test]
+fn db_retry_function_on_first_success_allocates_nothing() {
+    let runtime = current_thread_runtime();
+    let (sum, allocations) = runtime.block_on(async {
+        let window = Window::open();
+        let mut sum = 0u64;
+        for n in 0..1000 {
+            sum += annotated(n).await.unwrap();
+            sum += annotated_with_deadline(n).await.unwrap();
+        }
+        (sum, window.close())
+    });
+    assert_eq!(sum, 2 * (1000 * 999 / 2 + 1000));
+    assert_eq!(
+        allocations, 0,
+        "the happy path of a #[db_retry] function allocated"
+    );
 }
 
 #[test]
