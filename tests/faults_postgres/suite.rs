@@ -720,8 +720,9 @@ async fn checked_out(pool: &PgPool) -> u32 {
 
 async fn open_transactions(server: &PgServer) -> i64 {
     let mut admin: PgConnection = server.admin().await;
+    let mut open = 0;
     for _ in 0..100 {
-        let open: i64 = sqlx::query_scalar(
+        open = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
              OR (backend_xid IS NOT NULL AND pid <> pg_backend_pid())",
         )
@@ -729,16 +730,11 @@ async fn open_transactions(server: &PgServer) -> i64 {
         .await
         .unwrap();
         if open == 0 {
-            return 0;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .unwrap()
+    open
 }
 
 #[db_retry(max = 3)]
@@ -843,7 +839,11 @@ async fn broken_connect_is_retried_even_when_not_idempotent() {
     let (outcome, ()) = tokio::join!(insert_on_fresh_connection(&pool, &bodies), heal);
 
     let resets = proxy.stats().resets;
-    summary("broken_connect", 1, resets as u32, 0, started.elapsed());
+    // Failed connects never reach the body, so they are counted at the proxy, not as retries.
+    println!(
+        "broken_connect: calls=1 connect_resets={resets} failures=0 elapsed={:.2}s",
+        started.elapsed().as_secs_f64()
+    );
     outcome.expect("retried once the link heals");
     assert!(resets > 0, "connection setup really failed");
     assert_eq!(
