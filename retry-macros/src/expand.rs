@@ -96,6 +96,8 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
     let mixed = Span::mixed_site();
     let policy_name = Ident::new("POLICY", mixed);
     let retrier = Ident::new("retrier", mixed);
+    let attempt = Ident::new("attempt", mixed);
+    let started = Ident::new("started", mixed);
     let delay = Ident::new("delay", mixed);
     let value = Ident::new("value", mixed);
     let error = Ident::new("error", mixed);
@@ -103,6 +105,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
 
     let policy = policy_tokens(config, &private);
     let name = format!("::{}", sig.ident);
+    let name_tokens = quote!(::core::concat!(::core::module_path!(), #name));
     let ret = &analysis.ret;
     let fake_return = fake_return(ret);
     let rebinds = rebind_tokens(&analysis.rebinds, &private);
@@ -112,123 +115,136 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
     // An error type that can't be shown in the retry event points at `E` in the signature.
     let shown_at = Ident::new("shown", mixed.located_at(analysis.error_span));
 
-    let (setup, attempt, release, judge) = match &analysis.unit {
+    // The attempt as a closure the first attempt and the retries share; `checkout` holds the
+    // connection of `#[acquire]` / `#[transaction]` between an attempt and its judgement.
+    let checkout = Ident::new("connection", mixed);
+    let phase = Ident::new("phase", mixed);
+    let (setup, closure, call, judge) = match &analysis.unit {
         Unit::Plain => (
             quote!(),
             quote! {
-                async {
+                async || {
                     #rebinds
                     #fake_return
                     #block
                 }
             },
-            quote!(),
-            quote!(#retrier.retry_after(#shown_at, #verdict)),
+            quote!(()),
+            quote!(match #retrier.retry_after(#shown_at, #verdict)),
         ),
         Unit::Acquire {
             name: conn,
             conn: conn_ty,
         } => {
-            let connection = Ident::new("connection", mixed);
-            let phase = Ident::new("phase", mixed);
-            let acquire = sqlx_step(
-                quote!(<#conn_ty as #private::PooledConnection>::acquire(#conn).await?),
-                analysis,
-            );
+            let acquire = sqlx_step(quote!(#checkout.acquire(#conn).await?), analysis);
             (
+                quote!(let mut #checkout = #private::Checkout::<#conn_ty>::new();),
                 quote! {
-                    let mut #connection = ::core::option::Option::None;
-                    let mut #phase = #private::Phase::Acquire;
-                },
-                quote! {
-                    async {
+                    async |#checkout: &mut #private::Checkout<#conn_ty>| {
                         #fake_return
-                        let #conn: &mut #conn_ty = &mut **#connection.insert(#acquire);
-                        #phase = #private::Phase::Statement;
+                        let #conn: &mut #conn_ty = #acquire;
                         #rebinds
                         #block
                     }
                 },
-                quote!(#private::release::<#conn_ty>(#connection, #verdict);),
-                quote!(#retrier.retry_after_in(#shown_at, #verdict, #phase)),
+                quote!((&mut #checkout)),
+                quote! {
+                    let #phase = #checkout.release(#verdict);
+                    match #retrier.retry_after_in(#shown_at, #verdict, #phase)
+                },
             )
         }
         Unit::Transaction {
             name: conn,
             conn: conn_ty,
         } => {
-            let connection = Ident::new("connection", mixed);
             let transaction = Ident::new("transaction", mixed);
-            let phase = Ident::new("phase", mixed);
-            let connection_trait = quote!(<#conn_ty as #private::PooledConnection>);
-            let acquire = quote!(#connection_trait::acquire(#conn).await?);
-            let begin = sqlx_step(
-                quote!(#connection_trait::begin(#connection.insert(#acquire)).await?),
-                analysis,
-            );
-            let commit = sqlx_step(
-                quote!(#connection_trait::commit(#transaction).await?),
-                analysis,
-            );
+            let begin = sqlx_step(quote!(#checkout.begin(#conn).await?), analysis);
+            let commit = sqlx_step(quote!(#transaction.commit().await?), analysis);
             (
+                quote!(let mut #checkout = #private::Checkout::<#conn_ty>::new();),
                 quote! {
-                    let mut #connection = ::core::option::Option::None;
-                    let mut #phase = #private::Phase::Transaction;
-                },
-                quote! {
-                    async {
+                    async |#checkout: &mut #private::Checkout<#conn_ty>| {
                         #fake_return
                         let mut #transaction = #begin;
                         let #value = async {
-                            let #conn: &mut #conn_ty = &mut *#transaction;
+                            let #conn: &mut #conn_ty = &mut #transaction;
                             #rebinds
                             #fake_return
                             #block
                         }
                         .await?;
-                        #phase = #private::Phase::Commit;
                         #commit;
                         ::core::result::Result::Ok(#value)
                     }
                 },
-                quote!(#private::release::<#conn_ty>(#connection, #verdict);),
-                quote!(#retrier.retry_after_in(#shown_at, #verdict, #phase)),
+                quote!((&mut #checkout)),
+                quote! {
+                    let #phase = #checkout.release(#verdict);
+                    match #retrier.retry_after_in(#shown_at, #verdict, #phase)
+                },
             )
         }
     };
 
+    // The deadline counts from the call's start: the one clock read a policy with a deadline
+    // costs on the happy path.
+    let (start_clock, new_retrier) = match config.deadline {
+        Some(_) => (
+            quote!(let #started = #private::Instant::now();),
+            quote!(#private::Retrier::started_at(&#policy_name, #name_tokens, #started)),
+        ),
+        None => (
+            quote!(),
+            quote!(#private::Retrier::new(&#policy_name, #name_tokens)),
+        ),
+    };
+
+    // Judges a failed attempt: the delay before the next one, or the error returned. The error
+    // is judged and dropped before any sleep, so the future is `Send` whenever the body's is.
+    let judged = |next: TokenStream| {
+        quote! {{
+            let (#class, #shown) = #classify;
+            let #verdict = #verdict_from;
+            #judge {
+                ::core::option::Option::Some(#delay) => #next,
+                ::core::option::Option::None => return ::core::result::Result::Err(#error),
+            }
+        }}
+    };
+    let first_judged = judged(quote!((#retrier, #delay)));
+    let next_judged = judged(quote!(#delay));
+
     quote! {
         #(#attrs)*
         #vis #sig {
-            let mut #retrier = #private::Retrier::new(
-                {
+            #start_clock
+            #setup
+            let mut #attempt = #closure;
+            let (mut #retrier, mut #delay) = match (&mut #attempt) #call.await {
+                ::core::result::Result::Ok(#value) => return ::core::result::Result::Ok(#value),
+                ::core::result::Result::Err(#error) => {
                     // In a block of its own so the body can't see it: items aren't hygienic.
                     static #policy_name: #private::RetryPolicy = #policy;
-                    &#policy_name
-                },
-                ::core::concat!(::core::module_path!(), #name),
-            );
-            loop {
-                #setup
-                let #delay = match #attempt.await {
-                    ::core::result::Result::Ok(#value) => {
-                        #retrier.succeeded();
-                        return ::core::result::Result::Ok(#value);
-                    }
-                    ::core::result::Result::Err(#error) => {
-                        // Classified and shown in one expression: an error type that can't be
-                        // classified is one compile error, not a second one for showing it.
-                        let (#class, #shown) = (#classify, &#error);
-                        let #verdict = #verdict_from;
-                        #release
-                        match #judge {
-                            ::core::option::Option::Some(#delay) => #delay,
-                            ::core::option::Option::None => return ::core::result::Result::Err(#error),
+                    let mut #retrier = #new_retrier;
+                    #first_judged
+                }
+            };
+            // Only a call whose first attempt failed gets here. Its retry loop is boxed, so that
+            // its state is not part of every call's future.
+            ::std::boxed::Box::pin(async move {
+                loop {
+                    #private::sleep(#delay).await;
+                    #delay = match (&mut #attempt) #call.await {
+                        ::core::result::Result::Ok(#value) => {
+                            #retrier.succeeded();
+                            return ::core::result::Result::Ok(#value);
                         }
-                    }
-                };
-                #private::sleep(#delay).await;
-            }
+                        ::core::result::Result::Err(#error) => #next_judged,
+                    };
+                }
+            })
+            .await
         }
     }
 }
@@ -295,15 +311,18 @@ fn verdict_tokens(
             .map_or(analysis.error_span, |last| last.ident.span()),
         On::Transient | On::Connection | On::Contention => analysis.error_span,
     };
+    // The class, and the error as the retry event shows it, in one expression: an error type
+    // that can't be classified (or shown) is one compile error, not one for each use.
     let classify = match on {
         On::Classifier(path) => {
             let args = located_at(quote!((&#error)), span);
-            quote!(#path #args)
+            let shown = located_at(quote!(&#error), analysis.error_span);
+            quote!((#path #args, #shown))
         }
         On::Transient | On::Connection | On::Contention => located_at(
             quote! {{
-                use #private::AttemptError as _;
-                #error.__db_retry_class()
+                use #private::{ClassifyItself as _, ClassifyTarget as _, Unclassified as _};
+                (&&#private::ErrorOf(&#error)).judge()
             }},
             span,
         ),

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::ops::DerefMut;
 
-use crate::driver::Verdict;
+use crate::driver::{Phase, Verdict};
 
 /// A sqlx connection type that `#[acquire]` and `#[transaction]` can take from a pool, for each
 /// attempt: `PgConnection`, `MySqlConnection` or `SqliteConnection` of sqlx 0.9 or 0.8, with the
@@ -49,15 +49,101 @@ pub trait PooledConnection: Sized + Send + 'static {
     fn close_on_drop(held: &mut Self::Held);
 }
 
-/// After a failed attempt, give the attempt's connection back before the backoff delay, so a
-/// sleeping call holds no pool slot; close it instead when the error says it is broken (or the
-/// server is failing), since sqlx would only find out at its next ping.
-pub fn release<C: PooledConnection>(connection: Option<C::Held>, verdict: Verdict) {
-    if let Some(mut connection) = connection {
-        if let Verdict::Class(class) = verdict {
+/// The connection of one attempt of an `#[acquire]` or `#[transaction]` function, and how far
+/// the attempt got with it: the phase decides whether a failed statement may have run.
+pub struct Checkout<C: PooledConnection> {
+    held: Option<C::Held>,
+    phase: Phase,
+}
+
+impl<C: PooledConnection> Checkout<C> {
+    /// Nothing checked out yet.
+    #[inline]
+    pub fn new() -> Self {
+        Checkout {
+            held: None,
+            phase: Phase::Acquire,
+        }
+    }
+
+    /// Take a connection from `pool` for a statement on its own.
+    //
+    // These return `impl Future + Send` rather than being `async fn`s: the futures are awaited
+    // inside the attempt closure, where rustc cannot see through an `async fn`'s future to prove
+    // it `Send` for every lifetime (rust-lang/rust#100013); a declared `Send` it can use.
+    pub fn acquire<'c>(
+        &'c mut self,
+        pool: &'c C::Pool,
+    ) -> impl Future<Output = Result<&'c mut C, C::Error>> + Send + 'c {
+        async move {
+            self.phase = Phase::Acquire;
+            let held = self.held.insert(C::acquire(pool).await?);
+            self.phase = Phase::Statement;
+            Ok(&mut **held)
+        }
+    }
+
+    /// Take a connection from `pool` and `BEGIN` a transaction on it.
+    pub fn begin<'c>(
+        &'c mut self,
+        pool: &'c C::Pool,
+    ) -> impl Future<Output = Result<OpenTransaction<'c, C>, C::Error>> + Send + 'c {
+        async move {
+            // Until COMMIT is sent, a lost connection means the server rolled everything back.
+            self.phase = Phase::Transaction;
+            let held = self.held.insert(C::acquire(pool).await?);
+            let transaction = C::begin(held).await?;
+            Ok(OpenTransaction {
+                transaction,
+                phase: &mut self.phase,
+            })
+        }
+    }
+
+    /// After a failed attempt: give the connection back to the pool before the backoff delay,
+    /// so a sleeping call holds no pool slot, or close it when the verdict says it is broken (sqlx
+    /// would only find out at its next ping). Returns the phase the attempt failed in.
+    pub fn release(&mut self, verdict: Verdict) -> Phase {
+        if let (Some(held), Verdict::Class(class)) = (&mut self.held, verdict) {
             if class.discards_connection() {
-                C::close_on_drop(&mut connection);
+                C::close_on_drop(held);
             }
         }
+        self.held = None;
+        std::mem::replace(&mut self.phase, Phase::Acquire)
+    }
+}
+
+impl<C: PooledConnection> Default for Checkout<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A transaction opened by [`Checkout::begin`]; derefs to the connection.
+pub struct OpenTransaction<'c, C: PooledConnection + 'c> {
+    transaction: C::Transaction<'c>,
+    phase: &'c mut Phase,
+}
+
+impl<'c, C: PooledConnection> OpenTransaction<'c, C> {
+    /// `COMMIT`. A failure from here on leaves the outcome unknown.
+    pub fn commit(self) -> impl Future<Output = Result<(), C::Error>> + Send + 'c {
+        *self.phase = Phase::Commit;
+        C::commit(self.transaction)
+    }
+}
+
+impl<C: PooledConnection> std::ops::Deref for OpenTransaction<'_, C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.transaction
+    }
+}
+
+impl<C: PooledConnection> std::ops::DerefMut for OpenTransaction<'_, C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.transaction
     }
 }

@@ -103,6 +103,19 @@ impl<'p> Retrier<'p> {
         }
     }
 
+    /// Start judging a call that began at `started`, before its first attempt: the deadline
+    /// counts from there. Lets a caller create the retrier only once an attempt has failed.
+    #[inline]
+    pub fn started_at(policy: &'p RetryPolicy, function: &'static str, started: Instant) -> Self {
+        Retrier {
+            policy,
+            function,
+            retries: 0,
+            started: Some(started),
+            schedule: Schedule::new(),
+        }
+    }
+
     /// Retries made so far.
     pub fn retries(&self) -> u32 {
         self.retries
@@ -202,13 +215,9 @@ impl<'p> Retrier<'p> {
 }
 
 /// Wait before the next attempt, on tokio's clock (so paused-clock tests see exact delays).
-///
-/// The timer is boxed: a retry can afford one allocation next to its sleep, and a boxed timer
-/// keeps tokio's large `Sleep` out of every annotated function's future, which the happy path
-/// would otherwise pay for in size and in moves.
 pub async fn sleep(delay: Duration) {
     if !delay.is_zero() {
-        Box::pin(tokio::time::sleep(delay)).await;
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -268,18 +277,35 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Display,
 {
-    let mut retrier = Retrier::new(policy, std::any::type_name::<F>());
-    loop {
-        let delay = match operation().await {
-            Ok(value) => {
-                retrier.succeeded();
-                return Ok(value);
-            }
-            Err(error) => match retrier.retry_after(&error, classify(&error)) {
-                Some(delay) => delay,
-                None => return Err(error),
-            },
-        };
-        sleep(delay).await;
-    }
+    let started = policy.deadline.map(|_| Instant::now());
+    let error = match operation().await {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    let function = std::any::type_name::<F>();
+    let mut retrier = match started {
+        Some(started) => Retrier::started_at(policy, function, started),
+        None => Retrier::new(policy, function),
+    };
+    let Some(mut delay) = retrier.retry_after(&error, classify(&error)) else {
+        return Err(error);
+    };
+    drop(error);
+    // As in the attribute's expansion: only a failed first attempt pays for the loop.
+    Box::pin(async move {
+        loop {
+            sleep(delay).await;
+            delay = match operation().await {
+                Ok(value) => {
+                    retrier.succeeded();
+                    return Ok(value);
+                }
+                Err(error) => match retrier.retry_after(&error, classify(&error)) {
+                    Some(delay) => delay,
+                    None => return Err(error),
+                },
+            };
+        }
+    })
+    .await
 }

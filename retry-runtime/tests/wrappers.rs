@@ -158,18 +158,19 @@ fn error_chain_without_sqlx_or_io_error_is_permanent() {
 
 #[test]
 fn generated_code_path_reaches_through_anyhow_and_boxes() {
-    // What `#[db_retry]` expands to: classification by a method call through auto-deref.
-    use db_retry_runtime::__private::AttemptError;
-    assert_eq!(
-        anyhow::Error::from(lost()).__db_retry_class(),
-        ErrorClass::ConnectionLost
-    );
+    // What `#[db_retry]` expands to: the most specific way to classify the error wins; the
+    // error itself is what the retry event shows.
+    use db_retry_runtime::__private::{ClassifyItself as _, ClassifyTarget as _, ErrorOf};
+    let wrapped = anyhow::Error::from(lost()).context("loading the user");
+    let (class, shown) = (&&ErrorOf(&wrapped)).judge();
+    assert_eq!(class, ErrorClass::ConnectionLost);
+    assert!(shown.to_string().starts_with("loading the user"), "{shown}");
     let boxed: Box<dyn StdError + Send + Sync> = Box::new(sqlx::Error::PoolTimedOut);
-    assert_eq!(boxed.__db_retry_class(), ErrorClass::Connect);
-    assert_eq!(
-        RepoError::from(sqlx::Error::RowNotFound).__db_retry_class(),
-        ErrorClass::Permanent
-    );
+    assert_eq!((&&ErrorOf(&boxed)).judge().0, ErrorClass::Connect);
+    let repo = RepoError::from(sqlx::Error::RowNotFound);
+    assert_eq!((&&ErrorOf(&repo)).judge().0, ErrorClass::Permanent);
+    let repo = RepoError::from(lost());
+    assert_eq!((&&ErrorOf(&repo)).judge().0, ErrorClass::ConnectionLost);
 }
 
 #[tokio::test(start_paused = true)]
