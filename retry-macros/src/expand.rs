@@ -1,30 +1,35 @@
-//! Code generation: the function body becomes a loop of attempts.
+//! Code generation: the first attempt runs as plain code; a loop of retries exists only once it
+//! has failed.
 //!
 //! ```text
-//! // the attribute's policy, checked at compile time, in a block the body cannot see into
-//! let mut retrier = Retrier::new({ static POLICY = …; &POLICY }, "path::to::fn");
-//! loop {
-//!     let delay = match async { <rebind args>; <the user's block> }.await {
-//!         Ok(value) => return Ok(value),
-//!         Err(error) => {
-//!             let verdict = <classify error>;
-//!             <release the attempt's connection, closing it if broken>
-//!             match retrier.retry_after(&error, verdict) {
-//!                 Some(delay) => delay,   // the error is dropped here, before the sleep
-//!                 None => return Err(error),
-//!             }
+//! let mut attempt = async || { <rebind args>; <the user's block> };
+//! let (mut retrier, mut delay) = match attempt().await {
+//!     Ok(value) => return Ok(value),
+//!     Err(error) => {
+//!         static POLICY = …;  // checked at compile time
+//!         let mut retrier = Retrier::new(&POLICY, "path::to::fn");
+//!         <classify error; release the attempt's connection, closing it if broken>
+//!         match retrier.retry_after(&error, verdict) {
+//!             Some(delay) => (retrier, delay),  // the error is dropped here, before any sleep
+//!             None => return Err(error),
 //!         }
-//!     };
-//!     sleep(delay).await;
-//! }
+//!     }
+//! };
+//! Box::pin(async move {
+//!     loop {
+//!         sleep(delay).await;
+//!         delay = match attempt().await { Ok(value) => return Ok(value), Err(error) => <judge> };
+//!     }
+//! })
+//! .await
 //! ```
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::{Ident, ItemFn};
 
-use crate::parse::{self, BackoffKind, JitterKind, On};
-use crate::signature::{self, Analysis, Rebind, Unit};
+use crate::parse::{self, Backoff, Jitter, On};
+use crate::signature::{self, Analysis, Rebind, SelfKind, Unit};
 use crate::validate::{self, Config};
 
 /// The attribute's entry point on `proc_macro2` types, so tests can call it.
@@ -60,6 +65,12 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
             return strip_and_report(func, error);
         }
     };
+    if analysis.boxed {
+        match async_trait_body(&rewritten.block, &analysis, &config.krate) {
+            Ok(inner) => *rewritten.block = inner,
+            Err(error) => return strip_and_report(func, error),
+        }
+    }
     match args_error {
         None => rewrite(rewritten, &config, &analysis),
         // Callers of an `#[acquire]` / `#[transaction]` function pass a pool, so next to a bad
@@ -215,9 +226,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
     let first_judged = judged(quote!((#retrier, #delay)));
     let next_judged = judged(quote!(#delay));
 
-    quote! {
-        #(#attrs)*
-        #vis #sig {
+    let body = quote! {
             #start_clock
             #setup
             let mut #attempt = #closure;
@@ -245,8 +254,71 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                 }
             })
             .await
+    };
+    // An `#[async_trait]` method returns its future boxed: retry inside it.
+    let body = if analysis.boxed {
+        quote!(::std::boxed::Box::pin(async move { #body }))
+    } else {
+        body
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #body
         }
     }
+}
+
+/// The block inside `Box::pin(async move { … })`, the body `#[async_trait]` gives a method, as
+/// one attempt: its `let __self = self;` becomes a copy the attempt can make again and again.
+fn async_trait_body(
+    block: &syn::Block,
+    analysis: &Analysis,
+    krate: &syn::Path,
+) -> syn::Result<syn::Block> {
+    let shape_error = || {
+        syn::Error::new_spanned(
+            block,
+            "#[db_retry] on a function that returns a boxed future expects the body \
+             `#[async_trait]` gives it, `Box::pin(async move { … })`; on your own code, write an \
+             `async fn` instead",
+        )
+    };
+    let [syn::Stmt::Expr(syn::Expr::Call(call), None)] = block.stmts.as_slice() else {
+        return Err(shape_error());
+    };
+    let is_box_pin = matches!(&*call.func, syn::Expr::Path(path)
+        if path.path.segments.len() >= 2
+            && path.path.segments.iter().rev().take(2).map(|s| s.ident.to_string()).eq(["pin", "Box"]));
+    let (true, Some(syn::Expr::Async(inner)), 1) = (is_box_pin, call.args.first(), call.args.len())
+    else {
+        return Err(shape_error());
+    };
+    let mut inner = inner.block.clone();
+    let receiver = analysis.rebinds.iter().find_map(|rebind| match rebind {
+        Rebind::Receiver(kind) => Some(*kind),
+        _ => None,
+    });
+    for stmt in &mut inner.stmts {
+        let syn::Stmt::Local(local) = stmt else {
+            continue;
+        };
+        let renames_self = matches!(&local.pat, syn::Pat::Ident(pat) if pat.ident == "__self");
+        let Some(init) = local.init.as_mut().filter(|_| renames_self) else {
+            continue;
+        };
+        if !matches!(&*init.expr, syn::Expr::Path(path) if path.path.is_ident("self")) {
+            continue;
+        }
+        match receiver {
+            Some(SelfKind::RefMut) => *init.expr = syn::parse_quote!(&mut *self),
+            Some(SelfKind::Owned) => {
+                *init.expr = syn::parse_quote!(#krate::__private::clone_arg(&self))
+            }
+            Some(SelfKind::Ref) | None => {}
+        }
+    }
+    Ok(inner)
 }
 
 /// Pins the type of an attempt's block to the function's return type, so `?` converts errors as
@@ -272,7 +344,7 @@ fn rebind_tokens(rebinds: &[Rebind], private: &TokenStream) -> TokenStream {
     rebinds
         .iter()
         .map(|rebind| match rebind {
-            Rebind::AsIs => quote!(),
+            Rebind::AsIs | Rebind::Receiver(_) => quote!(),
             Rebind::Reborrow(ident) => quote!(let #ident = &mut *#ident;),
             Rebind::Clone {
                 pat,
@@ -356,15 +428,15 @@ fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStream {
         On::Contention => quote!(Contention),
     };
     let backoff = match config.backoff {
-        BackoffKind::Exponential => quote!(Exponential),
-        BackoffKind::Fixed => quote!(Fixed),
-        BackoffKind::None => quote!(None),
+        Backoff::Exponential => quote!(Exponential),
+        Backoff::Fixed => quote!(Fixed),
+        Backoff::None => quote!(None),
     };
     let jitter = match config.jitter {
-        JitterKind::Full => quote!(Full),
-        JitterKind::Equal => quote!(Equal),
-        JitterKind::Decorrelated => quote!(Decorrelated),
-        JitterKind::None => quote!(None),
+        Jitter::Full => quote!(Full),
+        Jitter::Equal => quote!(Equal),
+        Jitter::Decorrelated => quote!(Decorrelated),
+        Jitter::None => quote!(None),
     };
     let millis = |d: std::time::Duration| {
         let ms = proc_macro2::Literal::u64_unsuffixed(d.as_millis() as u64);

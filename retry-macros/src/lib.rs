@@ -16,3 +16,5 @@ pub fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
 
 #[cfg(test)]
 mod expand_tests;
+#[cfg(test)]
+mod policy_agreement;

@@ -39,30 +39,17 @@ pub(crate) enum On {
     Classifier(Path),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BackoffKind {
-    Exponential,
-    Fixed,
-    None,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum JitterKind {
-    Full,
-    Equal,
-    Decorrelated,
-    None,
-}
+pub(crate) use db_retry_policy::{Backoff, Jitter};
 
 /// The attribute's arguments as written; `None` means the key was not given.
 #[derive(Clone, Default)]
 pub(crate) struct Args {
     pub max: Option<Spanned<u32>>,
     pub on: Option<Spanned<On>>,
-    pub backoff: Option<Spanned<BackoffKind>>,
+    pub backoff: Option<Spanned<Backoff>>,
     pub base: Option<Spanned<Duration>>,
     pub cap: Option<Spanned<Duration>>,
-    pub jitter: Option<Spanned<JitterKind>>,
+    pub jitter: Option<Spanned<Jitter>>,
     pub deadline: Option<Spanned<Duration>>,
     pub idempotent: Option<Spanned<bool>>,
     pub krate: Option<Path>,
@@ -207,24 +194,31 @@ fn word(value: &Expr) -> Option<&Ident> {
     }
 }
 
+/// What `max` takes; its range is checked with the rest of the schedule, in `validate`.
+pub(crate) fn max_wanted() -> String {
+    format!(
+        "`max` takes the number of retries after the first attempt, 0 to {}",
+        db_retry_policy::MAX_RETRIES_LIMIT
+    )
+}
+
 fn parse_max(value: &Expr) -> syn::Result<u32> {
-    const WANT: &str = "`max` takes the number of retries after the first attempt, 0 to 100";
+    let want = max_wanted();
     let Some(Lit::Int(int)) = literal(value) else {
-        return Err(syn::Error::new_spanned(value, WANT));
+        return Err(syn::Error::new_spanned(value, want));
     };
     if !int.suffix().is_empty() {
         return Err(syn::Error::new_spanned(
             int,
-            format!("`max` is a plain count, without a suffix; {WANT}"),
+            format!("`max` is a plain count, without a suffix; {want}"),
         ));
     }
-    match int.base10_parse::<u32>() {
-        Ok(max) if max <= 100 => Ok(max),
-        _ => Err(syn::Error::new_spanned(
+    int.base10_parse::<u32>().map_err(|_| {
+        syn::Error::new_spanned(
             int,
-            format!("`max = {}` is out of range; {WANT}", int.base10_digits()),
-        )),
-    }
+            format!("`max = {}` is out of range; {want}", int.base10_digits()),
+        )
+    })
 }
 
 fn parse_on(value: &Expr) -> syn::Result<On> {
@@ -246,11 +240,11 @@ fn parse_on(value: &Expr) -> syn::Result<On> {
     }
 }
 
-fn parse_backoff(value: &Expr) -> syn::Result<BackoffKind> {
+fn parse_backoff(value: &Expr) -> syn::Result<Backoff> {
     let kind = word(value).and_then(|ident| match ident.to_string().as_str() {
-        "exponential" => Some(BackoffKind::Exponential),
-        "fixed" => Some(BackoffKind::Fixed),
-        "none" => Some(BackoffKind::None),
+        "exponential" => Some(Backoff::Exponential),
+        "fixed" => Some(Backoff::Fixed),
+        "none" => Some(Backoff::None),
         _ => None,
     });
     kind.ok_or_else(|| {
@@ -261,12 +255,12 @@ fn parse_backoff(value: &Expr) -> syn::Result<BackoffKind> {
     })
 }
 
-fn parse_jitter(value: &Expr) -> syn::Result<JitterKind> {
+fn parse_jitter(value: &Expr) -> syn::Result<Jitter> {
     let kind = word(value).and_then(|ident| match ident.to_string().as_str() {
-        "full" => Some(JitterKind::Full),
-        "equal" => Some(JitterKind::Equal),
-        "decorrelated" => Some(JitterKind::Decorrelated),
-        "none" => Some(JitterKind::None),
+        "full" => Some(Jitter::Full),
+        "equal" => Some(Jitter::Equal),
+        "decorrelated" => Some(Jitter::Decorrelated),
+        "none" => Some(Jitter::None),
         _ => None,
     });
     kind.ok_or_else(|| {

@@ -11,8 +11,11 @@ use syn::{
 
 /// How one parameter gets into each attempt.
 pub(crate) enum Rebind {
-    /// References (`&T`) and receivers: the attempt uses them as they are.
+    /// References (`&T`): the attempt uses them as they are.
     AsIs,
+    /// `self`, `&self`, `&mut self`, `self: Arc<Self>`: the attempt uses it as it is (an
+    /// `#[async_trait]` body, which renames it, needs to know which it is).
+    Receiver(SelfKind),
     /// `&mut T`: reborrowed for each attempt, so every attempt has its own borrow.
     Reborrow(Ident),
     /// A by-value argument: cloned for each attempt into the user's pattern. `source` is the name
@@ -22,6 +25,13 @@ pub(crate) enum Rebind {
         source: Ident,
         ty_span: Span,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SelfKind {
+    Ref,
+    RefMut,
+    Owned,
 }
 
 /// Which connection the body runs on.
@@ -35,6 +45,9 @@ pub(crate) enum Unit {
 }
 
 pub(crate) struct Analysis {
+    /// The function is an `#[async_trait]` method: a plain `fn` whose body is
+    /// `Box::pin(async move { … })`; the retrying happens inside that async block.
+    pub boxed: bool,
     pub rebinds: Vec<Rebind>,
     pub unit: Unit,
     /// The return type with `impl Trait` replaced by `_`, for typing each attempt's block.
@@ -74,16 +87,32 @@ fn helper_kind(attr: &Attribute) -> Option<Helper> {
 /// pools, pattern parameters get a name, `mut` moves from the signature to the per-attempt
 /// binding.
 pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analysis> {
-    check_async(func)?;
-    let ret = result_type(&func.sig.output, &func.sig.ident)?;
+    let boxed = check_async(func)?;
+    let ret = match &boxed {
+        Some(output) => result_type(output)?,
+        None => match &func.sig.output {
+            ReturnType::Type(_, ty) => result_type(ty)?,
+            ReturnType::Default => {
+                return Err(syn::Error::new(
+                    func.sig.ident.span(),
+                    "#[db_retry] needs a function that returns `Result<T, E>`: the error decides whether to retry",
+                ))
+            }
+        },
+    };
 
     let mut rebinds = Vec::new();
     let mut unit = Unit::Plain;
     let mut helper_span: Option<Span> = None;
     for (index, input) in func.sig.inputs.iter_mut().enumerate() {
         let typed = match input {
-            FnArg::Receiver(_) => {
-                rebinds.push(Rebind::AsIs);
+            FnArg::Receiver(receiver) => {
+                let kind = match (&receiver.reference, &receiver.mutability) {
+                    (Some(_), None) => SelfKind::Ref,
+                    (Some(_), Some(_)) => SelfKind::RefMut,
+                    (None, _) => SelfKind::Owned,
+                };
+                rebinds.push(Rebind::Receiver(kind));
                 continue;
             }
             FnArg::Typed(typed) => typed,
@@ -116,8 +145,13 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
 
         if let Some(kind) = helper {
             let (name, conn) = connection_param(&typed.pat, &typed.ty, kind)?;
+            // A named lifetime stays: `#[async_trait]` ties it to the boxed future's.
+            let lifetime = match &*typed.ty {
+                Type::Reference(reference) => reference.lifetime.clone(),
+                _ => None,
+            };
             let pool: Type = syn::parse_quote_spanned! {typed.ty.span()=>
-                &<#conn as #krate::__private::PooledConnection>::Pool
+                &#lifetime <#conn as #krate::__private::PooledConnection>::Pool
             };
             *typed.ty = pool;
             unit = match kind {
@@ -191,6 +225,7 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
     }
     let error_span = error_span(&ret);
     Ok(Analysis {
+        boxed: boxed.is_some(),
         rebinds,
         unit,
         ret,
@@ -198,17 +233,14 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
     })
 }
 
-fn check_async(func: &ItemFn) -> syn::Result<()> {
+/// `Ok(None)` for an `async fn`; `Ok(Some(output))` for the shape `#[async_trait]` leaves behind,
+/// with the boxed future's `Output`.
+fn check_async(func: &ItemFn) -> syn::Result<Option<Type>> {
     if func.sig.asyncness.is_some() {
-        return Ok(());
+        return Ok(None);
     }
-    if returns_boxed_future(&func.sig.output) {
-        return Err(syn::Error::new(
-            func.sig.fn_token.span,
-            "#[db_retry] cannot rewrite a method of an `#[async_trait]` impl: it only sees the \
-             boxed future. Use a native `async fn` in the trait (Rust 1.75+), or put \
-             #[db_retry] on an inherent async fn that the method calls",
-        ));
+    if let Some(output) = boxed_future_output(&func.sig.output) {
+        return Ok(Some(output.clone()));
     }
     Err(syn::Error::new(
         func.sig.fn_token.span,
@@ -216,28 +248,55 @@ fn check_async(func: &ItemFn) -> syn::Result<()> {
     ))
 }
 
-/// `Pin<Box<dyn Future<…> + …>>`, the shape `#[async_trait]` leaves behind.
-fn returns_boxed_future(output: &ReturnType) -> bool {
+/// `R` of `Pin<Box<dyn Future<Output = R> + …>>`, the return type `#[async_trait]` gives.
+fn boxed_future_output(output: &ReturnType) -> Option<&Type> {
     let ReturnType::Type(_, ty) = output else {
-        return false;
+        return None;
     };
-    let text = quote::quote!(#ty).to_string().replace(' ', "");
-    text.contains("Pin<Box<dyn") && text.contains("Future")
+    let pinned = only_type_argument(ty, "Pin")?;
+    let Type::TraitObject(object) = only_type_argument(pinned, "Box")? else {
+        return None;
+    };
+    object.bounds.iter().find_map(|bound| {
+        let syn::TypeParamBound::Trait(bound) = bound else {
+            return None;
+        };
+        let future = bound.path.segments.last()?;
+        let PathArguments::AngleBracketed(args) = &future.arguments else {
+            return None;
+        };
+        if future.ident != "Future" {
+            return None;
+        }
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// `T` of `Name<T>`.
+fn only_type_argument<'t>(ty: &'t Type, name: &str) -> Option<&'t Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    }
 }
 
 /// The return type, which must be `Result<_, _>` (or any alias named `Result`), with
 /// `impl Trait` erased to `_`.
-fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
-    let ty = match output {
-        ReturnType::Default => {
-            return Err(syn::Error::new(
-                name.span(),
-                "#[db_retry] needs a function that returns `Result<T, E>`: the error decides whether to retry",
-            ))
-        }
-        ReturnType::Type(_, ty) => ty,
-    };
-    let is_result = match &**ty {
+fn result_type(ty: &Type) -> syn::Result<Type> {
+    let is_result = match ty {
         Type::Path(path) if path.qself.is_none() => path.path.segments.last().is_some_and(|last| {
             last.ident == "Result"
                 && match &last.arguments {
@@ -255,7 +314,7 @@ fn result_type(output: &ReturnType, name: &Ident) -> syn::Result<Type> {
             "#[db_retry] needs a function that returns `Result<T, E>` (or an alias named `Result`): the error decides whether to retry",
         ));
     }
-    let mut ret = (**ty).clone();
+    let mut ret = ty.clone();
     EraseImplTrait.visit_type_mut(&mut ret);
     Ok(ret)
 }

@@ -1,95 +1,51 @@
 //! Checks that need more than one key: the combination must describe a schedule that works.
-//! The runtime's `RetryPolicyBuilder::build` makes the same checks for policies built by hand.
+//! The rules and defaults live in `db-retry-policy`, which the runtime's
+//! `RetryPolicyBuilder::build` uses too, so the attribute and the builder cannot disagree.
 
 use std::time::Duration;
 
 use proc_macro2::Span;
 use syn::{parse_quote, Path};
 
-use crate::parse::{Args, BackoffKind, JitterKind, On, Spanned};
+use db_retry_policy::{defaults, PolicyError, Settings};
+
+use crate::parse::{self, Args, Backoff, Jitter, On, Spanned};
 
 /// The attribute with every default filled in and every combination checked.
 pub(crate) struct Config {
     pub max: u32,
     pub on: On,
-    pub backoff: BackoffKind,
+    pub backoff: Backoff,
     pub base: Duration,
     pub cap: Duration,
-    pub jitter: JitterKind,
+    pub jitter: Jitter,
     pub deadline: Option<Duration>,
     pub idempotent: bool,
     pub krate: Path,
 }
 
-const DEFAULT_BASE: Duration = Duration::from_millis(100);
-const DEFAULT_CAP: Duration = Duration::from_secs(5);
-
 pub(crate) fn validate(args: Args) -> syn::Result<Config> {
-    let backoff = args
-        .backoff
-        .as_ref()
-        .map_or(BackoffKind::Exponential, |b| b.value);
-    let base = args.base.as_ref().map_or(DEFAULT_BASE, |b| b.value);
-    let cap = args.cap.as_ref().map_or(DEFAULT_CAP, |c| c.value);
-
-    if cap < base {
-        let (span, message) = match (&args.cap, &args.base) {
-            (Some(cap), Some(_)) => (
-                cap.span,
-                format!("`cap` ({}) is below `base` ({}); the cap must be at least the first delay", show(cap.value), show(base)),
-            ),
-            (Some(cap), None) => (
-                cap.span,
-                format!("`cap` ({}) is below the default `base` (100ms); raise `cap` or set a smaller `base`", show(cap.value)),
-            ),
-            (None, Some(base)) => (
-                base.span,
-                format!("`base` ({}) is above the default `cap` (5s); set `cap` to at least `base`", show(base.value)),
-            ),
-            (None, None) => unreachable!("the defaults satisfy cap >= base"),
-        };
-        return Err(syn::Error::new(span, message));
-    }
-    if let Some(Spanned { value, span }) = &args.base {
-        if value.is_zero() && backoff == BackoffKind::Exponential {
-            return Err(syn::Error::new(
-                *span,
-                "exponential backoff from `base = 0` never waits; use `backoff = none` to retry at once",
-            ));
-        }
-    }
-    if let Some(jitter) = &args.jitter {
-        // `jitter = none` says the same as `backoff = none` and is allowed with it.
-        if backoff == BackoffKind::None && jitter.value != JitterKind::None {
-            return Err(syn::Error::new(
-                jitter.span,
-                "`jitter` has no effect with `backoff = none`; remove it or write `jitter = none`",
-            ));
-        }
-        if jitter.value == JitterKind::Decorrelated && backoff != BackoffKind::Exponential {
-            return Err(syn::Error::new(
-                jitter.span,
-                "`jitter = decorrelated` grows on its own and requires `backoff = exponential`",
-            ));
-        }
-    }
-    if let Some(Spanned { value, span }) = &args.deadline {
-        if value.is_zero() {
-            return Err(syn::Error::new(
-                *span,
-                "a `deadline` of zero forbids every retry; remove it or make it longer",
-            ));
-        }
-    }
-
+    let settings = Settings {
+        max_retries: args.max.as_ref().map(|max| max.value),
+        backoff: args.backoff.as_ref().map(|backoff| backoff.value),
+        base: args.base.as_ref().map(|base| base.value),
+        cap: args.cap.as_ref().map(|cap| cap.value),
+        jitter: args.jitter.as_ref().map(|jitter| jitter.value),
+        deadline: args.deadline.as_ref().map(|deadline| deadline.value),
+    };
+    // The rules are the runtime builder's: both ask `db-retry-policy`. Here each broken rule is
+    // reported on the key that broke it, in the attribute's words.
+    let schedule = settings
+        .check()
+        .map_err(|error| explain(&error, &args))?;
     Ok(Config {
-        max: args.max.map_or(3, |m| m.value),
+        max: schedule.max_retries,
         on: args.on.map_or(On::Transient, |on| on.value),
-        backoff,
-        base,
-        cap,
-        jitter: args.jitter.map_or(JitterKind::Full, |j| j.value),
-        deadline: args.deadline.map(|d| d.value),
+        backoff: schedule.backoff,
+        base: schedule.base,
+        cap: schedule.cap,
+        jitter: schedule.jitter,
+        deadline: schedule.deadline,
         idempotent: args.idempotent.is_none_or(|i| i.value),
         krate: args.krate.unwrap_or_else(|| {
             let mut path: Path = parse_quote!(::db_retry);
@@ -97,6 +53,53 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
             path
         }),
     })
+}
+
+/// Where a key was written; the rules only fail on keys that were given.
+fn at<T>(key: &Option<Spanned<T>>) -> Span {
+    key.as_ref().map_or_else(Span::call_site, |key| key.span)
+}
+
+/// The compile error for a broken rule, on the key that broke it.
+fn explain(error: &PolicyError, args: &Args) -> syn::Error {
+    let (span, message) = match error {
+        PolicyError::TooManyRetries { max_retries } => (
+            at(&args.max),
+            format!("`max = {max_retries}` is out of range; {}", parse::max_wanted()),
+        ),
+        PolicyError::CapBelowBase { base, cap } => match (&args.cap, &args.base) {
+            (Some(given), Some(_)) => (
+                given.span,
+                format!("`cap` ({}) is below `base` ({}); the cap must be at least the first delay", show(*cap), show(*base)),
+            ),
+            (Some(given), None) => (
+                given.span,
+                format!("`cap` ({}) is below the default `base` ({}); raise `cap` or set a smaller `base`", show(*cap), show(defaults::BASE)),
+            ),
+            (None, given) => (
+                at(given),
+                format!("`base` ({}) is above the default `cap` ({}); set `cap` to at least `base`", show(*base), show(defaults::CAP)),
+            ),
+        },
+        PolicyError::ZeroBase => (
+            at(&args.base),
+            "exponential backoff from `base = 0` never waits; use `backoff = none` to retry at once".to_owned(),
+        ),
+        PolicyError::JitterWithoutBackoff => (
+            at(&args.jitter),
+            "`jitter` has no effect with `backoff = none`; remove it or write `jitter = none`".to_owned(),
+        ),
+        PolicyError::DecorrelatedNeedsExponential => (
+            at(&args.jitter),
+            "`jitter = decorrelated` grows on its own and requires `backoff = exponential`".to_owned(),
+        ),
+        PolicyError::ZeroDeadline => (
+            at(&args.deadline),
+            "a `deadline` of zero forbids every retry; remove it or make it longer".to_owned(),
+        ),
+        other => (Span::call_site(), other.to_string()),
+    };
+    syn::Error::new(span, message)
 }
 
 /// What to rewrite the function with when the attribute has an error (so callers still see the

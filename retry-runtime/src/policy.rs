@@ -1,12 +1,11 @@
 //! What to retry and how long to wait: [`RetryPolicy`] and its builder.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::classify::ErrorClass;
 
-/// The most retries a policy may allow. More than this is a retry storm, not a policy.
-pub const MAX_RETRIES_LIMIT: u32 = 100;
+pub use db_retry_policy::{Backoff, Jitter, PolicyError, MAX_RETRIES_LIMIT};
+use db_retry_policy::{defaults, Settings};
 
 /// Which error classes are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -33,34 +32,6 @@ impl RetryOn {
             RetryOn::Contention => matches!(class, ErrorClass::Contention),
         }
     }
-}
-
-/// How the delay grows from one retry to the next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Backoff {
-    /// `base`, `2·base`, `4·base`, … up to `cap` (the default).
-    #[default]
-    Exponential,
-    /// `base` every time.
-    Fixed,
-    /// No delay at all: retry at once.
-    None,
-}
-
-/// How randomness spreads the delays of many clients that failed at the same moment, as in the
-/// AWS Architecture Blog's "Exponential Backoff And Jitter".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Jitter {
-    /// A uniform draw in `[0, d]` where `d` is the un-jittered delay (the default).
-    #[default]
-    Full,
-    /// `d/2` plus a uniform draw in `[0, d/2]`.
-    Equal,
-    /// A uniform draw in `[base, 3·previous]`, capped; grows on its own, so it requires
-    /// [`Backoff::Exponential`].
-    Decorrelated,
-    /// Exactly `d`.
-    None,
 }
 
 /// A retry policy: how many retries, which errors, and the delays between attempts.
@@ -101,12 +72,12 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The defaults of the attribute (see the type's docs).
     pub const DEFAULT: RetryPolicy = RetryPolicy {
-        max_retries: 3,
+        max_retries: defaults::MAX_RETRIES,
         retry_on: RetryOn::Transient,
-        backoff: Backoff::Exponential,
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(5),
-        jitter: Jitter::Full,
+        backoff: defaults::BACKOFF,
+        base: defaults::BASE,
+        cap: defaults::CAP,
+        jitter: defaults::JITTER,
         deadline: None,
         idempotent: true,
         seed: None,
@@ -115,7 +86,10 @@ impl RetryPolicy {
     /// Start building a policy from the defaults.
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
-            policy: RetryPolicy::DEFAULT,
+            settings: Settings::default(),
+            retry_on: RetryOn::Transient,
+            idempotent: true,
+            seed: None,
         }
     }
 
@@ -195,128 +169,75 @@ impl Default for RetryPolicy {
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct RetryPolicyBuilder {
-    policy: RetryPolicy,
+    /// The schedule as given; its rules live with the attribute's, in `db-retry-policy`.
+    settings: Settings,
+    retry_on: RetryOn,
+    idempotent: bool,
+    seed: Option<u64>,
 }
 
 impl RetryPolicyBuilder {
     /// Retries after the first attempt, `0..=100`. Default 3.
     pub fn max_retries(mut self, max_retries: u32) -> Self {
-        self.policy.max_retries = max_retries;
+        self.settings.max_retries = Some(max_retries);
         self
     }
     /// Which classes are retried. Default [`RetryOn::Transient`].
     pub fn retry_on(mut self, retry_on: RetryOn) -> Self {
-        self.policy.retry_on = retry_on;
+        self.retry_on = retry_on;
         self
     }
     /// How delays grow. Default [`Backoff::Exponential`].
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.policy.backoff = backoff;
+        self.settings.backoff = Some(backoff);
         self
     }
     /// The first delay. Default 100 ms.
     pub fn base(mut self, base: Duration) -> Self {
-        self.policy.base = base;
+        self.settings.base = Some(base);
         self
     }
     /// The ceiling of any single delay. Default 5 s.
     pub fn cap(mut self, cap: Duration) -> Self {
-        self.policy.cap = cap;
+        self.settings.cap = Some(cap);
         self
     }
-    /// How delays are randomised. Default [`Jitter::Full`].
+    /// How delays are randomised. Default [`Jitter::Full`]; with [`Backoff::None`] only
+    /// [`Jitter::None`] may be asked for, as there is no delay to randomise.
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.policy.jitter = jitter;
+        self.settings.jitter = Some(jitter);
         self
     }
     /// No new attempt starts once this much time has passed since the call began. Default none.
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.policy.deadline = Some(deadline);
+        self.settings.deadline = Some(deadline);
         self
     }
     /// `false`: never retry an error after which the statement may have run. Default `true`.
     pub fn idempotent(mut self, idempotent: bool) -> Self {
-        self.policy.idempotent = idempotent;
+        self.idempotent = idempotent;
         self
     }
     /// Seed the jitter's random number generator, so the delays are reproducible. Meant for
     /// tests; without it every call draws from a fresh, randomly seeded generator.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.policy.seed = Some(seed);
+        self.seed = Some(seed);
         self
     }
 
-    /// Check the combination and return the policy.
+    /// Check the combination and return the policy; the same rules as the attribute's.
     pub fn build(self) -> Result<RetryPolicy, PolicyError> {
-        let p = self.policy;
-        if p.max_retries > MAX_RETRIES_LIMIT {
-            return Err(PolicyError::TooManyRetries {
-                max_retries: p.max_retries,
-            });
-        }
-        if p.cap < p.base {
-            return Err(PolicyError::CapBelowBase {
-                base: p.base,
-                cap: p.cap,
-            });
-        }
-        if p.base.is_zero() && p.backoff == Backoff::Exponential {
-            return Err(PolicyError::ZeroBase);
-        }
-        if p.jitter == Jitter::Decorrelated && p.backoff != Backoff::Exponential {
-            return Err(PolicyError::DecorrelatedNeedsExponential);
-        }
-        if p.deadline.is_some_and(|d| d.is_zero()) {
-            return Err(PolicyError::ZeroDeadline);
-        }
-        Ok(p)
+        let schedule = self.settings.check()?;
+        Ok(RetryPolicy {
+            max_retries: schedule.max_retries,
+            retry_on: self.retry_on,
+            backoff: schedule.backoff,
+            base: schedule.base,
+            cap: schedule.cap,
+            jitter: schedule.jitter,
+            deadline: schedule.deadline,
+            idempotent: self.idempotent,
+            seed: self.seed,
+        })
     }
 }
-
-/// A retry policy that cannot work as configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// `max_retries` is above [`MAX_RETRIES_LIMIT`].
-    TooManyRetries {
-        /// The value given.
-        max_retries: u32,
-    },
-    /// `cap` is smaller than `base`.
-    CapBelowBase {
-        /// The first delay given.
-        base: Duration,
-        /// The ceiling given.
-        cap: Duration,
-    },
-    /// Exponential backoff from a zero base never waits at all.
-    ZeroBase,
-    /// Decorrelated jitter grows on its own and only makes sense with exponential backoff.
-    DecorrelatedNeedsExponential,
-    /// A zero deadline would forbid every retry.
-    ZeroDeadline,
-}
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PolicyError::TooManyRetries { max_retries } => write!(
-                f,
-                "max_retries is {max_retries}, but at most {MAX_RETRIES_LIMIT} retries are allowed"
-            ),
-            PolicyError::CapBelowBase { base, cap } => write!(
-                f,
-                "cap ({cap:?}) is below base ({base:?}); the cap must be at least the first delay"
-            ),
-            PolicyError::ZeroBase => f.write_str(
-                "exponential backoff needs a base above zero; use Backoff::None to retry at once",
-            ),
-            PolicyError::DecorrelatedNeedsExponential => {
-                f.write_str("decorrelated jitter requires exponential backoff")
-            }
-            PolicyError::ZeroDeadline => f.write_str("a deadline must be above zero"),
-        }
-    }
-}
-
-impl std::error::Error for PolicyError {}
