@@ -9,8 +9,7 @@
 //!
 //! `cargo bench --bench chaos` (needs PostgreSQL server binaries, as the test suite does).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,7 @@
 //! plain vs `#[db_retry]` vs `#[acquire]` vs `#[transaction]`. The first two should be within
 //! noise; the transaction mode pays for BEGIN and COMMIT round trips.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 use criterion::{criterion_group, Criterion};
 use db_retry::db_retry;

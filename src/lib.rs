@@ -76,7 +76,7 @@
 //! # Observability
 //!
 //! Every retry emits a `tracing` WARN event with target `db_retry` and the fields `function`,
-//! `attempt`, `delay_ms`, `class`, `may_have_run` and `error`; giving up on a transient error
+//! `retry` (1 for the first retry), `delay_ms`, `class`, `may_have_run` and `error`; giving up on a transient error
 //! emits a WARN with the `reason`; success after retries emits a DEBUG event. A call that
 //! succeeds at once emits nothing, allocates nothing and, without a `deadline`, reads no clock.
 #![warn(missing_docs)]
@@ -121,8 +121,39 @@
 /// backoff delay is awaited. Known limits: a `&mut self` body that passes `self` to a generic
 /// function must write `&mut *self`; a body that moves a by-value `self` out can't be re-run; a
 /// by-value argument that is `Send` but not `Sync` makes the future non-`Send` (each attempt
-/// borrows it to clone it); methods of an `#[async_trait]` impl are rejected (use native
-/// `async fn` in traits).
+/// borrows it to clone it).
+///
+/// Methods of an `#[async_trait]` impl work too: put `#[db_retry]` on the method inside the
+/// impl. `#[async_trait]` rewrites the method first, into a plain `fn` returning
+/// `Pin<Box<dyn Future + Send>>`; the attribute recognises that shape and retries inside the
+/// boxed future, so the trait stays usable as `dyn Trait`.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use db_retry::db_retry;
+/// use sqlx::SqlitePool;
+///
+/// #[async_trait]
+/// pub trait Users: Send + Sync {
+///     async fn count(&self) -> Result<i64, sqlx::Error>;
+/// }
+///
+/// pub struct SqliteUsers {
+///     pool: SqlitePool,
+/// }
+///
+/// #[async_trait]
+/// impl Users for SqliteUsers {
+///     #[db_retry(max = 3)]
+///     async fn count(&self) -> Result<i64, sqlx::Error> {
+///         sqlx::query_scalar("SELECT count(*) FROM sqlite_master")
+///             .fetch_one(&self.pool)
+///             .await
+///     }
+/// }
+///
+/// # async fn use_it(users: &dyn Users) -> Result<i64, sqlx::Error> { users.count().await }
+/// ```
 ///
 /// # `max`
 ///

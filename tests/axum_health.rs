@@ -1,8 +1,7 @@
 //! The axum example as a user runs it: started against a throwaway PostgreSQL, queried over
 //! HTTP, and asked for `/health` while the database is down and after it is back.
 
-#[path = "support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

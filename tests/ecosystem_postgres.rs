@@ -2,8 +2,7 @@
 //! classified by what they wrap, and `#[db_retry]` functions written with them survive
 //! backends terminated under load and retry real serialization conflicts.
 
-#[path = "support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -1,8 +1,7 @@
 //! The fault suite on MariaDB: a server of the test's own, with real deadlocks (1213), real lock
 //! wait time-outs (1205) and killed connections, each retried by `#[db_retry]`.
 
-#[path = "support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};

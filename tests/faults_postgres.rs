@@ -7,8 +7,7 @@
 //! The suite runs twice, against sqlx 0.9 and sqlx 0.8: `faults_postgres/suite.rs` is written against
 //! a `sqlx` that each module below binds to one version.
 
-#[path = "support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 mod sqlx09 {
     use ::sqlx;

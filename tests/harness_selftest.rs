@@ -1,8 +1,7 @@
 //! Tests of the test harness itself (tests/support): real servers, real faults, real outcomes.
 //! Timings go to stderr; see them with `cargo test --test harness_selftest -- --nocapture`.
 
-#[path = "support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};

@@ -3,8 +3,7 @@
 //! and `#[transaction]`) retries them, or not, accordingly. `cases.rs` is written against a
 //! `sqlx` that each module below binds to one version.
 
-#[path = "support/mod.rs"]
-mod support;
+use db_retry_test_kit as support;
 
 mod sqlx09 {
     use ::sqlx;

@@ -28,8 +28,8 @@ use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::{Ident, ItemFn};
 
-use crate::parse::{self, Backoff, Jitter, On};
-use crate::signature::{self, Analysis, Rebind, SelfKind, Unit};
+use crate::parse::{self, Backoff, Jitter, RetryOnArg};
+use crate::signature::{self, ConnectionMode, Rebind, RewritePlan, SelfKind};
 use crate::validate::{self, Config};
 
 /// The attribute's entry point on `proc_macro2` types, so tests can call it.
@@ -52,8 +52,8 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
         },
     };
     let mut rewritten = func.clone();
-    let analysis = match signature::analyze(&mut rewritten, &config.krate) {
-        Ok(analysis) => analysis,
+    let plan = match signature::analyze(&mut rewritten, &config.crate_path) {
+        Ok(plan) => plan,
         Err(error) => {
             let error = match args_error {
                 Some(mut args_error) => {
@@ -65,19 +65,19 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
             return strip_and_report(func, error);
         }
     };
-    if analysis.boxed {
-        match async_trait_body(&rewritten.block, &analysis, &config.krate) {
+    if plan.boxed {
+        match async_trait_body(&rewritten.block, &plan, &config.crate_path) {
             Ok(inner) => *rewritten.block = inner,
             Err(error) => return strip_and_report(func, error),
         }
     }
     match args_error {
-        None => rewrite(rewritten, &config, &analysis),
+        None => rewrite(rewritten, &config, &plan),
         // Callers of an `#[acquire]` / `#[transaction]` function pass a pool, so next to a bad
         // argument it is still rewritten (with the default schedule): the argument's error stays
         // the only one.
-        Some(error) if !matches!(analysis.unit, Unit::Plain) => {
-            with_error(rewrite(rewritten, &config, &analysis), error)
+        Some(error) if !matches!(plan.connection_mode, ConnectionMode::FromBody) => {
+            with_error(rewrite(rewritten, &config, &plan), error)
         }
         Some(error) => strip_and_report(func, error),
     }
@@ -95,15 +95,15 @@ fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
     quote!(#item #error)
 }
 
-fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
+fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     let ItemFn {
         attrs,
         vis,
         sig,
         block,
     } = func;
-    let krate = &config.krate;
-    let private = quote!(#krate::__private);
+    let crate_path = &config.crate_path;
+    let private = quote!(#crate_path::__private);
     let mixed = Span::mixed_site();
     let policy_name = Ident::new("POLICY", mixed);
     let retrier = Ident::new("retrier", mixed);
@@ -117,21 +117,21 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
     let policy = policy_tokens(config, &private);
     let name = format!("::{}", sig.ident);
     let name_tokens = quote!(::core::concat!(::core::module_path!(), #name));
-    let ret = &analysis.ret;
+    let ret = &plan.ret;
     let fake_return = fake_return(ret);
-    let rebinds = rebind_tokens(&analysis.rebinds, &private);
+    let rebinds = rebind_tokens(&plan.rebinds, &private);
     let class = Ident::new("class", mixed);
     let shown = Ident::new("shown", mixed);
-    let (classify, verdict_from) = verdict_tokens(&config.on, analysis, &private, &error, &class);
+    let (classify, verdict_from) = verdict_tokens(&config.on, plan, &private, &error, &class);
     // An error type that can't be shown in the retry event points at `E` in the signature.
-    let shown_at = Ident::new("shown", mixed.located_at(analysis.error_span));
+    let shown_at = Ident::new("shown", mixed.located_at(plan.error_span));
 
     // The attempt as a closure the first attempt and the retries share; `checkout` holds the
     // connection of `#[acquire]` / `#[transaction]` between an attempt and its judgement.
     let checkout = Ident::new("connection", mixed);
     let phase = Ident::new("phase", mixed);
-    let (setup, closure, call, judge) = match &analysis.unit {
-        Unit::Plain => (
+    let (setup, closure, call, judge) = match &plan.connection_mode {
+        ConnectionMode::FromBody => (
             quote!(),
             quote! {
                 async || {
@@ -143,11 +143,11 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
             quote!(()),
             quote!(match #retrier.retry_after(#shown_at, #verdict)),
         ),
-        Unit::Acquire {
+        ConnectionMode::Acquire {
             name: conn,
             conn: conn_ty,
         } => {
-            let acquire = sqlx_step(quote!(#checkout.acquire(#conn).await?), analysis);
+            let acquire = sqlx_step(quote!(#checkout.acquire(#conn).await?), plan);
             (
                 quote!(let mut #checkout = #private::Checkout::<#conn_ty>::new();),
                 quote! {
@@ -161,17 +161,17 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                 quote!((&mut #checkout)),
                 quote! {
                     let #phase = #checkout.release(#verdict);
-                    match #retrier.retry_after_in(#shown_at, #verdict, #phase)
+                    match #retrier.retry_after_in_phase(#shown_at, #verdict, #phase)
                 },
             )
         }
-        Unit::Transaction {
+        ConnectionMode::Transaction {
             name: conn,
             conn: conn_ty,
         } => {
             let transaction = Ident::new("transaction", mixed);
-            let begin = sqlx_step(quote!(#checkout.begin(#conn).await?), analysis);
-            let commit = sqlx_step(quote!(#transaction.commit().await?), analysis);
+            let begin = sqlx_step(quote!(#checkout.begin(#conn).await?), plan);
+            let commit = sqlx_step(quote!(#transaction.commit().await?), plan);
             (
                 quote!(let mut #checkout = #private::Checkout::<#conn_ty>::new();),
                 quote! {
@@ -192,7 +192,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
                 quote!((&mut #checkout)),
                 quote! {
                     let #phase = #checkout.release(#verdict);
-                    match #retrier.retry_after_in(#shown_at, #verdict, #phase)
+                    match #retrier.retry_after_in_phase(#shown_at, #verdict, #phase)
                 },
             )
         }
@@ -256,7 +256,7 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
             .await
     };
     // An `#[async_trait]` method returns its future boxed: retry inside it.
-    let body = if analysis.boxed {
+    let body = if plan.boxed {
         quote!(::std::boxed::Box::pin(async move { #body }))
     } else {
         body
@@ -273,12 +273,17 @@ fn rewrite(func: ItemFn, config: &Config, analysis: &Analysis) -> TokenStream {
 /// one attempt: its `let __self = self;` becomes a copy the attempt can make again and again.
 fn async_trait_body(
     block: &syn::Block,
-    analysis: &Analysis,
-    krate: &syn::Path,
+    plan: &RewritePlan,
+    crate_path: &syn::Path,
 ) -> syn::Result<syn::Block> {
+    // On the first statement that isn't the shape, not the whole body.
     let shape_error = || {
+        let at: &dyn ToTokens = match block.stmts.first() {
+            Some(first) => first,
+            None => block,
+        };
         syn::Error::new_spanned(
-            block,
+            at,
             "#[db_retry] on a function that returns a boxed future expects the body \
              `#[async_trait]` gives it, `Box::pin(async move { … })`; on your own code, write an \
              `async fn` instead",
@@ -295,7 +300,7 @@ fn async_trait_body(
         return Err(shape_error());
     };
     let mut inner = inner.block.clone();
-    let receiver = analysis.rebinds.iter().find_map(|rebind| match rebind {
+    let receiver = plan.rebinds.iter().find_map(|rebind| match rebind {
         Rebind::Receiver(kind) => Some(*kind),
         _ => None,
     });
@@ -313,7 +318,7 @@ fn async_trait_body(
         match receiver {
             Some(SelfKind::RefMut) => *init.expr = syn::parse_quote!(&mut *self),
             Some(SelfKind::Owned) => {
-                *init.expr = syn::parse_quote!(#krate::__private::clone_arg(&self))
+                *init.expr = syn::parse_quote!(#crate_path::__private::clone_arg(&self))
             }
             Some(SelfKind::Ref) | None => {}
         }
@@ -363,35 +368,35 @@ fn rebind_tokens(rebinds: &[Rebind], private: &TokenStream) -> TokenStream {
 
 /// A step that can fail with `sqlx::Error`, whose `?` converts that into the function's error
 /// type: if it can't, the error points at `E` in the signature.
-fn sqlx_step(step: TokenStream, analysis: &Analysis) -> TokenStream {
-    located_at(step, analysis.error_span)
+fn sqlx_step(step: TokenStream, plan: &RewritePlan) -> TokenStream {
+    located_at(step, plan.error_span)
 }
 
 /// The classification of `error`, and its conversion from `class` to a `Verdict`. Type errors in
 /// them point at the user's token: the classifier's name, or `E` in the signature.
 fn verdict_tokens(
-    on: &On,
-    analysis: &Analysis,
+    on: &RetryOnArg,
+    plan: &RewritePlan,
     private: &TokenStream,
     error: &Ident,
     class: &Ident,
 ) -> (TokenStream, TokenStream) {
     let span = match on {
-        On::Classifier(path) => path
+        RetryOnArg::Classifier(path) => path
             .segments
             .last()
-            .map_or(analysis.error_span, |last| last.ident.span()),
-        On::Transient | On::Connection | On::Contention => analysis.error_span,
+            .map_or(plan.error_span, |last| last.ident.span()),
+        RetryOnArg::Transient | RetryOnArg::Connection | RetryOnArg::Contention => plan.error_span,
     };
     // The class, and the error as the retry event shows it, in one expression: an error type
     // that can't be classified (or shown) is one compile error, not one for each use.
     let classify = match on {
-        On::Classifier(path) => {
+        RetryOnArg::Classifier(path) => {
             let args = located_at(quote!((&#error)), span);
-            let shown = located_at(quote!(&#error), analysis.error_span);
+            let shown = located_at(quote!(&#error), plan.error_span);
             quote!((#path #args, #shown))
         }
-        On::Transient | On::Connection | On::Contention => located_at(
+        RetryOnArg::Transient | RetryOnArg::Connection | RetryOnArg::Contention => located_at(
             quote! {{
                 use #private::{ClassifyItself as _, ClassifyTarget as _, Unclassified as _};
                 (&&#private::ErrorOf(&#error)).judge()
@@ -423,9 +428,9 @@ fn located_at(tokens: TokenStream, span: Span) -> TokenStream {
 fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStream {
     let max = proc_macro2::Literal::u32_unsuffixed(config.max);
     let retry_on = match config.on {
-        On::Transient | On::Classifier(_) => quote!(Transient),
-        On::Connection => quote!(Connection),
-        On::Contention => quote!(Contention),
+        RetryOnArg::Transient | RetryOnArg::Classifier(_) => quote!(Transient),
+        RetryOnArg::Connection => quote!(Connection),
+        RetryOnArg::Contention => quote!(Contention),
     };
     let backoff = match config.backoff {
         Backoff::Exponential => quote!(Exponential),

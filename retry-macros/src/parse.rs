@@ -31,7 +31,7 @@ pub(crate) struct Spanned<T> {
 }
 
 #[derive(Clone)]
-pub(crate) enum On {
+pub(crate) enum RetryOnArg {
     Transient,
     Connection,
     Contention,
@@ -45,14 +45,14 @@ pub(crate) use db_retry_policy::{Backoff, Jitter};
 #[derive(Clone, Default)]
 pub(crate) struct Args {
     pub max: Option<Spanned<u32>>,
-    pub on: Option<Spanned<On>>,
+    pub on: Option<Spanned<RetryOnArg>>,
     pub backoff: Option<Spanned<Backoff>>,
     pub base: Option<Spanned<Duration>>,
     pub cap: Option<Spanned<Duration>>,
     pub jitter: Option<Spanned<Jitter>>,
     pub deadline: Option<Spanned<Duration>>,
     pub idempotent: Option<Spanned<bool>>,
-    pub krate: Option<Path>,
+    pub crate_path: Option<Path>,
 }
 
 struct Pair {
@@ -125,13 +125,13 @@ impl Args {
             "deadline" => once!(self.deadline, parse_duration("deadline", &value)),
             "idempotent" => once!(self.idempotent, parse_bool("idempotent", &value)),
             "crate" => {
-                if self.krate.is_some() {
+                if self.crate_path.is_some() {
                     return Err(syn::Error::new(
                         key.span(),
                         "`crate` is set more than once; keep one",
                     ));
                 }
-                self.krate = Some(parse_path("crate", &value)?);
+                self.crate_path = Some(parse_path("crate", &value)?);
             }
             _ => return Err(unknown_key(&key)),
         }
@@ -221,17 +221,17 @@ fn parse_max(value: &Expr) -> syn::Result<u32> {
     })
 }
 
-fn parse_on(value: &Expr) -> syn::Result<On> {
+fn parse_on(value: &Expr) -> syn::Result<RetryOnArg> {
     if let Some(ident) = word(value) {
         match ident.to_string().as_str() {
-            "transient" => return Ok(On::Transient),
-            "connection" => return Ok(On::Connection),
-            "contention" => return Ok(On::Contention),
+            "transient" => return Ok(RetryOnArg::Transient),
+            "connection" => return Ok(RetryOnArg::Connection),
+            "contention" => return Ok(RetryOnArg::Contention),
             _ => {}
         }
     }
     match value {
-        Expr::Path(path) if path.qself.is_none() => Ok(On::Classifier(path.path.clone())),
+        Expr::Path(path) if path.qself.is_none() => Ok(RetryOnArg::Classifier(path.path.clone())),
         _ => Err(syn::Error::new_spanned(
             value,
             "`on` takes `transient`, `connection`, `contention`, or the path of a classifier \

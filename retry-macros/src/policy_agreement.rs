@@ -39,7 +39,14 @@ fn every_combination_is_judged_alike() {
         Some(Backoff::Fixed),
         Some(Backoff::None),
     ];
-    let delays = [None, Some(ms(0)), Some(ms(1)), Some(ms(100)), Some(ms(5000)), Some(ms(60_000))];
+    let delays = [
+        None,
+        Some(ms(0)),
+        Some(ms(1)),
+        Some(ms(100)),
+        Some(ms(5000)),
+        Some(ms(60_000)),
+    ];
     let jitters = [
         None,
         Some(Jitter::Full),
@@ -120,7 +127,10 @@ fn every_combination_is_judged_alike() {
         }
     }
     // Both outcomes were exercised, many times each.
-    assert!(accepted > 1000 && rejected > 1000, "{accepted} accepted, {rejected} rejected");
+    assert!(
+        accepted > 1000 && rejected > 1000,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }
 
 #[test]

@@ -35,21 +35,21 @@ pub(crate) enum SelfKind {
 }
 
 /// Which connection the body runs on.
-pub(crate) enum Unit {
+pub(crate) enum ConnectionMode {
     /// The body takes connections itself (typically from a pool argument).
-    Plain,
+    FromBody,
     /// `#[acquire] name: &mut Conn`: a fresh pool connection per attempt.
     Acquire { name: Ident, conn: Type },
     /// `#[transaction] name: &mut Conn`: a fresh connection and transaction per attempt.
     Transaction { name: Ident, conn: Type },
 }
 
-pub(crate) struct Analysis {
+pub(crate) struct RewritePlan {
     /// The function is an `#[async_trait]` method: a plain `fn` whose body is
     /// `Box::pin(async move { … })`; the retrying happens inside that async block.
     pub boxed: bool,
     pub rebinds: Vec<Rebind>,
-    pub unit: Unit,
+    pub connection_mode: ConnectionMode,
     /// The return type with `impl Trait` replaced by `_`, for typing each attempt's block.
     pub ret: Type,
     /// Where errors about the function's error type point: `E` in `Result<T, E>`, or `Result`
@@ -62,22 +62,22 @@ pub(crate) struct Analysis {
 pub(crate) fn strip_helpers(func: &mut ItemFn) {
     for input in &mut func.sig.inputs {
         if let FnArg::Typed(typed) = input {
-            typed.attrs.retain(|attr| helper_kind(attr).is_none());
+            typed.attrs.retain(|attr| param_helper(attr).is_none());
         }
     }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Helper {
+enum ParamHelper {
     Acquire,
     Transaction,
 }
 
-fn helper_kind(attr: &Attribute) -> Option<Helper> {
+fn param_helper(attr: &Attribute) -> Option<ParamHelper> {
     if attr.path().is_ident("acquire") {
-        Some(Helper::Acquire)
+        Some(ParamHelper::Acquire)
     } else if attr.path().is_ident("transaction") {
-        Some(Helper::Transaction)
+        Some(ParamHelper::Transaction)
     } else {
         None
     }
@@ -86,7 +86,7 @@ fn helper_kind(attr: &Attribute) -> Option<Helper> {
 /// Check the signature and rewrite its parameters for the retry loop: helper parameters become
 /// pools, pattern parameters get a name, `mut` moves from the signature to the per-attempt
 /// binding.
-pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analysis> {
+pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<RewritePlan> {
     let boxed = check_async(func)?;
     let ret = match &boxed {
         Some(output) => result_type(output)?,
@@ -102,7 +102,7 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
     };
 
     let mut rebinds = Vec::new();
-    let mut unit = Unit::Plain;
+    let mut connection_mode = ConnectionMode::FromBody;
     let mut helper_span: Option<Span> = None;
     for (index, input) in func.sig.inputs.iter_mut().enumerate() {
         let typed = match input {
@@ -120,7 +120,7 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
 
         let mut helper = None;
         for attr in &typed.attrs {
-            if let Some(kind) = helper_kind(attr) {
+            if let Some(kind) = param_helper(attr) {
                 if helper_span.is_some() {
                     return Err(syn::Error::new_spanned(
                         attr,
@@ -129,8 +129,8 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
                 }
                 if attr.meta.require_path_only().is_err() {
                     let name = match kind {
-                        Helper::Acquire => "acquire",
-                        Helper::Transaction => "transaction",
+                        ParamHelper::Acquire => "acquire",
+                        ParamHelper::Transaction => "transaction",
                     };
                     return Err(syn::Error::new_spanned(
                         &attr.meta,
@@ -141,7 +141,7 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
                 helper = Some(kind);
             }
         }
-        typed.attrs.retain(|attr| helper_kind(attr).is_none());
+        typed.attrs.retain(|attr| param_helper(attr).is_none());
 
         if let Some(kind) = helper {
             let (name, conn) = connection_param(&typed.pat, &typed.ty, kind)?;
@@ -151,12 +151,12 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
                 _ => None,
             };
             let pool: Type = syn::parse_quote_spanned! {typed.ty.span()=>
-                &#lifetime <#conn as #krate::__private::PooledConnection>::Pool
+                &#lifetime <#conn as #crate_path::__private::PooledConnection>::Pool
             };
             *typed.ty = pool;
-            unit = match kind {
-                Helper::Acquire => Unit::Acquire { name, conn },
-                Helper::Transaction => Unit::Transaction { name, conn },
+            connection_mode = match kind {
+                ParamHelper::Acquire => ConnectionMode::Acquire { name, conn },
+                ParamHelper::Transaction => ConnectionMode::Transaction { name, conn },
             };
             rebinds.push(Rebind::AsIs);
             continue;
@@ -212,22 +212,24 @@ pub(crate) fn analyze(func: &mut ItemFn, krate: &syn::Path) -> syn::Result<Analy
     // A connection type spelled with generics (`&mut DB::Connection`, of the function or of the
     // impl around it) can only be checked where the function is called; say so in its bounds,
     // as a hand-written version would.
-    if let Unit::Acquire { conn, .. } | Unit::Transaction { conn, .. } = &unit {
+    if let ConnectionMode::Acquire { conn, .. } | ConnectionMode::Transaction { conn, .. } =
+        &connection_mode
+    {
         if !func.sig.generics.params.is_empty() || is_projection(conn) {
             let bounds = &mut func.sig.generics.make_where_clause().predicates;
-            bounds.push(syn::parse_quote!(#conn: #krate::__private::PooledConnection));
+            bounds.push(syn::parse_quote!(#conn: #crate_path::__private::PooledConnection));
             if let Some(error) = error_type(&ret) {
                 bounds.push(syn::parse_quote!(
-                    #error: ::core::convert::From<<#conn as #krate::__private::PooledConnection>::Error>
+                    #error: ::core::convert::From<<#conn as #crate_path::__private::PooledConnection>::Error>
                 ));
             }
         }
     }
     let error_span = error_span(&ret);
-    Ok(Analysis {
+    Ok(RewritePlan {
         boxed: boxed.is_some(),
         rebinds,
-        unit,
+        connection_mode,
         ret,
         error_span,
     })
@@ -387,10 +389,10 @@ impl VisitMut for EraseImplTrait {
 }
 
 /// `name: &mut Conn` for a helper parameter.
-fn connection_param(pat: &Pat, ty: &Type, helper: Helper) -> syn::Result<(Ident, Type)> {
+fn connection_param(pat: &Pat, ty: &Type, helper: ParamHelper) -> syn::Result<(Ident, Type)> {
     let which = match helper {
-        Helper::Acquire => "#[acquire]",
-        Helper::Transaction => "#[transaction]",
+        ParamHelper::Acquire => "#[acquire]",
+        ParamHelper::Transaction => "#[transaction]",
     };
     let conn = match ty {
         Type::Reference(TypeReference {

@@ -9,19 +9,19 @@ use syn::{parse_quote, Path};
 
 use db_retry_policy::{defaults, PolicyError, Settings};
 
-use crate::parse::{self, Args, Backoff, Jitter, On, Spanned};
+use crate::parse::{self, Args, Backoff, Jitter, RetryOnArg, Spanned};
 
 /// The attribute with every default filled in and every combination checked.
 pub(crate) struct Config {
     pub max: u32,
-    pub on: On,
+    pub on: RetryOnArg,
     pub backoff: Backoff,
     pub base: Duration,
     pub cap: Duration,
     pub jitter: Jitter,
     pub deadline: Option<Duration>,
     pub idempotent: bool,
-    pub krate: Path,
+    pub crate_path: Path,
 }
 
 pub(crate) fn validate(args: Args) -> syn::Result<Config> {
@@ -35,19 +35,17 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
     };
     // The rules are the runtime builder's: both ask `db-retry-policy`. Here each broken rule is
     // reported on the key that broke it, in the attribute's words.
-    let schedule = settings
-        .check()
-        .map_err(|error| explain(&error, &args))?;
+    let schedule = settings.check().map_err(|error| explain(&error, &args))?;
     Ok(Config {
         max: schedule.max_retries,
-        on: args.on.map_or(On::Transient, |on| on.value),
+        on: args.on.map_or(RetryOnArg::Transient, |on| on.value),
         backoff: schedule.backoff,
         base: schedule.base,
         cap: schedule.cap,
         jitter: schedule.jitter,
         deadline: schedule.deadline,
         idempotent: args.idempotent.is_none_or(|i| i.value),
-        krate: args.krate.unwrap_or_else(|| {
+        crate_path: args.crate_path.unwrap_or_else(|| {
             let mut path: Path = parse_quote!(::db_retry);
             path.segments[0].ident.set_span(Span::call_site());
             path
@@ -70,15 +68,15 @@ fn explain(error: &PolicyError, args: &Args) -> syn::Error {
         PolicyError::CapBelowBase { base, cap } => match (&args.cap, &args.base) {
             (Some(given), Some(_)) => (
                 given.span,
-                format!("`cap` ({}) is below `base` ({}); the cap must be at least the first delay", show(*cap), show(*base)),
+                format!("`cap` ({}) is below `base` ({}); the cap must be at least the first delay", format_duration(*cap), format_duration(*base)),
             ),
             (Some(given), None) => (
                 given.span,
-                format!("`cap` ({}) is below the default `base` ({}); raise `cap` or set a smaller `base`", show(*cap), show(defaults::BASE)),
+                format!("`cap` ({}) is below the default `base` ({}); raise `cap` or set a smaller `base`", format_duration(*cap), format_duration(defaults::BASE)),
             ),
             (None, given) => (
                 at(given),
-                format!("`base` ({}) is above the default `cap` ({}); set `cap` to at least `base`", show(*base), show(defaults::CAP)),
+                format!("`base` ({}) is above the default `cap` ({}); set `cap` to at least `base`", format_duration(*base), format_duration(defaults::CAP)),
             ),
         },
         PolicyError::ZeroBase => (
@@ -108,7 +106,7 @@ fn explain(error: &PolicyError, args: &Args) -> syn::Error {
 pub(crate) fn fallback(args: Args) -> Config {
     let args = Args {
         on: args.on,
-        krate: args.krate,
+        crate_path: args.crate_path,
         ..Args::default()
     };
     match validate(args) {
@@ -118,7 +116,7 @@ pub(crate) fn fallback(args: Args) -> Config {
 }
 
 /// A duration as the user would write it.
-fn show(duration: Duration) -> String {
+fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)

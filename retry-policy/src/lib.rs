@@ -230,7 +230,10 @@ mod tests {
             jitter: Some(jitter),
             ..none
         };
-        assert_eq!(with(Jitter::None).check().map(|s| s.jitter), Ok(Jitter::None));
+        assert_eq!(
+            with(Jitter::None).check().map(|s| s.jitter),
+            Ok(Jitter::None)
+        );
         assert_eq!(
             with(Jitter::Full).check(),
             Err(PolicyError::JitterWithoutBackoff)

@@ -71,6 +71,7 @@ impl<C: PooledConnection> Checkout<C> {
     // These return `impl Future + Send` rather than being `async fn`s: the futures are awaited
     // inside the attempt closure, where rustc cannot see through an `async fn`'s future to prove
     // it `Send` for every lifetime (rust-lang/rust#100013); a declared `Send` it can use.
+    #[allow(clippy::manual_async_fn)]
     pub fn acquire<'c>(
         &'c mut self,
         pool: &'c C::Pool,
@@ -84,6 +85,7 @@ impl<C: PooledConnection> Checkout<C> {
     }
 
     /// Take a connection from `pool` and `BEGIN` a transaction on it.
+    #[allow(clippy::manual_async_fn)]
     pub fn begin<'c>(
         &'c mut self,
         pool: &'c C::Pool,

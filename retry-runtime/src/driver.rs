@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Schedule;
 use crate::classify::{Classify, ErrorClass};
-use crate::observe;
+use crate::events;
 use crate::policy::RetryPolicy;
 
 /// The judgement of one failed attempt, as the classifier made it.
@@ -125,7 +125,7 @@ impl<'p> Retrier<'p> {
     #[inline]
     pub fn succeeded(&self) {
         if self.retries > 0 {
-            observe::succeeded_after_retries(self.function, self.retries + 1);
+            events::succeeded_after_retries(self.function, self.retries + 1);
         }
     }
 
@@ -137,12 +137,12 @@ impl<'p> Retrier<'p> {
         error: &E,
         verdict: impl Into<Verdict>,
     ) -> Option<Duration> {
-        self.retry_after_in(error, verdict.into(), Phase::Statement)
+        self.retry_after_in_phase(error, verdict.into(), Phase::Statement)
     }
 
     /// Judge a failed attempt that happened in `phase` of a unit of work.
     #[cold]
-    pub fn retry_after_in<E: Display + ?Sized>(
+    pub fn retry_after_in_phase<E: Display + ?Sized>(
         &mut self,
         error: &E,
         verdict: Verdict,
@@ -155,7 +155,7 @@ impl<'p> Retrier<'p> {
                 let wanted =
                     self.policy.retry_on.covers(class) && (self.policy.idempotent || !may_have_run);
                 if class.is_transient() && !wanted && self.policy.retry_on.covers(class) {
-                    observe::gave_up(
+                    events::gave_up(
                         self.function,
                         self.retries + 1,
                         Some(class),
@@ -178,7 +178,7 @@ impl<'p> Retrier<'p> {
         }
         if self.retries >= self.policy.max_retries {
             if self.policy.max_retries > 0 {
-                observe::gave_up(
+                events::gave_up(
                     self.function,
                     self.retries + 1,
                     class,
@@ -191,7 +191,7 @@ impl<'p> Retrier<'p> {
         let delay = self.schedule.next_delay(self.policy, self.retries);
         if let (Some(deadline), Some(started)) = (self.policy.deadline, self.started) {
             if started.elapsed().saturating_add(delay) >= deadline {
-                observe::gave_up(
+                events::gave_up(
                     self.function,
                     self.retries + 1,
                     class,
@@ -202,7 +202,7 @@ impl<'p> Retrier<'p> {
             }
         }
         self.retries += 1;
-        observe::retrying(
+        events::retrying(
             self.function,
             self.retries,
             delay,

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::classify::ErrorClass;
 
-pub use db_retry_policy::{Backoff, Jitter, PolicyError, MAX_RETRIES_LIMIT};
 use db_retry_policy::{defaults, Settings};
+pub use db_retry_policy::{Backoff, Jitter, PolicyError, MAX_RETRIES_LIMIT};
 
 /// Which error classes are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

@@ -11,7 +11,7 @@ use crate::classify::{
     classify_io, classify_postgres, classify_sqlite, sealed, ErrorClass, SqlxDatabaseError,
     SqlxError,
 };
-use crate::ready::PoolProbe;
+use crate::readiness::PoolProbe;
 
 /// The class of `error` when it is one of this version's error types.
 pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
@@ -166,7 +166,7 @@ macro_rules! pooled_connection {
 
         impl sealed::Sealed for $options {}
 
-        impl crate::ready::ConnectTarget for $options {
+        impl crate::readiness::ConnectTarget for $options {
             type Error = sqlx::Error;
 
             async fn probe(&self) -> Result<(), Self::Error> {

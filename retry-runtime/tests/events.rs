@@ -95,7 +95,7 @@ fn each_retry_is_a_warn_with_class_delay_and_may_have_run() {
     assert_eq!(events.len(), 3, "{events:?}");
     for (i, event) in events[..2].iter().enumerate() {
         assert_eq!(event.level, tracing::Level::WARN);
-        assert_eq!(event.fields["attempt"], (i + 1).to_string());
+        assert_eq!(event.fields["retry"], (i + 1).to_string());
         assert_eq!(event.fields["delay_ms"], ["100", "200"][i]);
         assert_eq!(event.fields["class"], "connection_lost");
         assert_eq!(event.fields["may_have_run"], "true");

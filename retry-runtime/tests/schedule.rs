@@ -490,15 +490,18 @@ fn lost_connection_inside_a_transaction_is_retried_even_when_not_idempotent() {
 
     let mut retrier = Retrier::new(&policy, "in_transaction");
     assert!(retrier
-        .retry_after_in(&error, class, Phase::Transaction)
+        .retry_after_in_phase(&error, class, Phase::Transaction)
         .is_some());
 
     let mut retrier = Retrier::new(&policy, "at_commit");
-    assert_eq!(retrier.retry_after_in(&error, class, Phase::Commit), None);
+    assert_eq!(
+        retrier.retry_after_in_phase(&error, class, Phase::Commit),
+        None
+    );
 
     let mut retrier = Retrier::new(&policy, "statement");
     assert_eq!(
-        retrier.retry_after_in(&error, class, Phase::Statement),
+        retrier.retry_after_in_phase(&error, class, Phase::Statement),
         None
     );
 }
@@ -541,16 +544,16 @@ fn a_custom_yes_cannot_retry_an_ambiguous_commit_when_not_idempotent() {
     let strict = RetryPolicy::builder().idempotent(false).build().unwrap();
     let mut retrier = Retrier::new(&strict, "commit");
     assert_eq!(
-        retrier.retry_after_in(&lost, Verdict::Retry(true), Phase::Commit),
+        retrier.retry_after_in_phase(&lost, Verdict::Retry(true), Phase::Commit),
         None,
         "the transaction may have committed"
     );
     assert!(retrier
-        .retry_after_in(&lost, Verdict::Retry(true), Phase::Transaction)
+        .retry_after_in_phase(&lost, Verdict::Retry(true), Phase::Transaction)
         .is_some());
     let relaxed = RetryPolicy::default();
     let mut retrier = Retrier::new(&relaxed, "commit");
     assert!(retrier
-        .retry_after_in(&lost, Verdict::Retry(true), Phase::Commit)
+        .retry_after_in_phase(&lost, Verdict::Retry(true), Phase::Commit)
         .is_some());
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::classify::ErrorClass;
 
+/// `retry` is the number of this retry: 1 for the second attempt.
 pub(crate) fn retrying<E: Display + ?Sized>(
     function: &'static str,
-    attempt: u32,
+    retry: u32,
     delay: Duration,
     class: Option<ErrorClass>,
     may_have_run: bool,
@@ -18,7 +19,7 @@ pub(crate) fn retrying<E: Display + ?Sized>(
     tracing::warn!(
         target: "db_retry",
         function,
-        attempt,
+        retry,
         // Rounded up, as tokio's millisecond timer sleeps it.
         delay_ms = u64::try_from(delay.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
         class = class.map_or("custom", ErrorClass::as_str),

@@ -1,0 +1,8 @@
+//! The test kit shared by db-retry's integration tests and benchmarks: throwaway database
+//! servers (PostgreSQL, MariaDB) that the tests start and stop themselves, and a fault proxy.
+//! A workspace crate of its own, so it is compiled once and every item in it is checked.
+
+pub mod mariadb;
+pub mod pg;
+mod process;
+pub mod proxy;
