@@ -34,22 +34,16 @@ use crate::validate::{self, Config};
 
 /// The attribute's entry point on `proc_macro2` types, so tests can call it.
 pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
-        Ok(func) => func,
-        Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "#[db_retry] applies to an `async fn` with a body",
-            );
-            return with_error(item, error);
-        }
-    };
     let (config, args_error) = match parse::parse_args(args) {
         (args, Some(error)) => (validate::fallback(args), Some(error)),
         (args, None) => match validate::validate(args.clone()) {
             Ok(config) => (config, None),
             Err(error) => (validate::fallback(args), Some(error)),
         },
+    };
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(error) => return unparsed_body(item, error, &config),
     };
     let mut rewritten = func.clone();
     let plan = match signature::analyze(&mut rewritten, &config.crate_path) {
@@ -81,6 +75,70 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         Some(error) => strip_and_report(func, error),
     }
+}
+
+/// A function whose body does not parse (typically while someone is typing it): syn's error, and
+/// the signature as callers will see it, with a body that type-checks, so the callers of an
+/// `#[acquire]` / `#[transaction]` function do not light up with type errors meanwhile.
+fn unparsed_body(item: TokenStream, error: syn::Error, config: &Config) -> TokenStream {
+    let Ok(loose) = syn::parse2::<LooseFn>(item.clone()) else {
+        let error = syn::Error::new(
+            Span::call_site(),
+            "#[db_retry] applies to an `async fn` with a body",
+        );
+        return with_error(item, error);
+    };
+    let mut func = ItemFn {
+        attrs: loose.attrs,
+        vis: loose.vis,
+        sig: loose.sig,
+        block: Box::new(syn::parse_quote!({ ::core::unreachable!() })),
+    };
+    if signature::analyze(&mut func, &config.crate_path).is_err() {
+        func.sig = syn::parse2::<LooseFn>(item)
+            .map(|loose| loose.sig)
+            .unwrap_or(func.sig);
+        signature::strip_helpers(&mut func);
+    }
+    let (outer, inner) = split_inner(&func.attrs);
+    let (vis, sig) = (&func.vis, &func.sig);
+    let error = error.into_compile_error();
+    quote! {
+        #(#outer)*
+        #[allow(unused_variables)]
+        #vis #sig {
+            #(#inner)*
+            ::core::unreachable!()
+        }
+        #error
+    }
+}
+
+/// A function's attributes, signature and body, with the body left as tokens.
+struct LooseFn {
+    attrs: Vec<syn::Attribute>,
+    vis: syn::Visibility,
+    sig: syn::Signature,
+}
+
+impl syn::parse::Parse for LooseFn {
+    fn parse(input: syn::parse::ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(syn::Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let _body;
+        syn::braced!(_body in input);
+        let _: TokenStream = _body.parse()?;
+        Ok(LooseFn { attrs, vis, sig })
+    }
+}
+
+/// Outer attributes go on the function; inner ones (`#![allow(…)]` at the top of the body)
+/// stay at the top of its body, where they were written.
+fn split_inner(attrs: &[syn::Attribute]) -> (Vec<&syn::Attribute>, Vec<&syn::Attribute>) {
+    attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Outer))
 }
 
 /// Emit the function as written (without our parameter helpers) and the error, so the user sees
@@ -261,9 +319,11 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     } else {
         body
     };
+    let (outer, inner) = split_inner(&attrs);
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             #body
         }
     }

@@ -19,6 +19,12 @@ fn expand_method(args: TokenStream, item: TokenStream) -> String {
     prettyplease::unparse(&file)
 }
 
+/// The expansion's tokens as they are, for output that is not a valid file (it carries a
+/// `compile_error!`).
+fn expand_raw(args: TokenStream, item: TokenStream) -> String {
+    crate::expand::db_retry(args, item).to_string()
+}
+
 #[test]
 fn free_function_with_defaults() {
     insta::assert_snapshot!(expand(
@@ -118,6 +124,77 @@ fn bad_key_keeps_the_function_and_reports_once() {
         quote!(retries = 3),
         quote! {
             async fn find(#[acquire] conn: &mut PgConnection) -> Result<(), sqlx::Error> { Ok(()) }
+        }
+    ));
+}
+
+#[test]
+fn inner_attributes_stay_in_the_body() {
+    insta::assert_snapshot!(expand(
+        quote!(),
+        quote! {
+            async fn count(pool: &PgPool) -> Result<i64, sqlx::Error> {
+                #![allow(clippy::needless_question_mark)]
+                Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await?)
+            }
+        }
+    ));
+}
+
+/// What `#[async_trait]` leaves of `async fn find(&mut self, #[acquire] conn: &mut PgConnection,
+/// id: i64)`: the retrying goes inside the boxed future.
+#[test]
+fn async_trait_method() {
+    insta::assert_snapshot!(expand_method(
+        quote!(max = 2),
+        quote! {
+            fn find<'life0, 'life1, 'async_trait>(
+                &'life0 mut self,
+                #[acquire] conn: &'life1 mut PgConnection,
+                id: i64,
+            ) -> ::core::pin::Pin<Box<
+                dyn ::core::future::Future<Output = Result<String, sqlx::Error>>
+                    + ::core::marker::Send
+                    + 'async_trait,
+            >>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async move {
+                    if let ::core::option::Option::Some(__ret) =
+                        ::core::option::Option::None::<Result<String, sqlx::Error>>
+                    {
+                        #[allow(unreachable_code)]
+                        return __ret;
+                    }
+                    let mut __self = self;
+                    let id = id;
+                    let __ret: Result<String, sqlx::Error> = {
+                        __self.lookups += 1;
+                        sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
+                            .bind(id)
+                            .fetch_one(&mut *conn)
+                            .await
+                    };
+                    #[allow(unreachable_code)]
+                    __ret
+                })
+            }
+        }
+    ));
+}
+
+#[test]
+fn body_that_does_not_parse_keeps_the_rewritten_signature() {
+    insta::assert_snapshot!(expand_raw(
+        quote!(),
+        quote! {
+            async fn find(#[acquire] conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+                let n = ;
+                Ok(n)
+            }
         }
     ));
 }

@@ -215,7 +215,9 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
     if let ConnectionMode::Acquire { conn, .. } | ConnectionMode::Transaction { conn, .. } =
         &connection_mode
     {
-        if !func.sig.generics.params.is_empty() || is_projection(conn) {
+        let generic = func.sig.generics.type_params().next().is_some()
+            || func.sig.generics.const_params().next().is_some();
+        if generic || is_projection(conn) {
             let bounds = &mut func.sig.generics.make_where_clause().predicates;
             bounds.push(syn::parse_quote!(#conn: #crate_path::__private::PooledConnection));
             if let Some(error) = error_type(&ret) {
