@@ -126,7 +126,9 @@
 /// Methods of an `#[async_trait]` impl work too: put `#[db_retry]` on the method inside the
 /// impl. `#[async_trait]` rewrites the method first, into a plain `fn` returning
 /// `Pin<Box<dyn Future + Send>>`; the attribute recognises that shape and retries inside the
-/// boxed future, so the trait stays usable as `dyn Trait`.
+/// boxed future, so the trait stays usable as `dyn Trait`. There, a by-value receiver (`self`,
+/// `self: Arc<Self>`) is cloned for each attempt like a by-value argument, and `&mut self` is
+/// reborrowed.
 ///
 /// ```
 /// use async_trait::async_trait;

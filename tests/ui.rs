@@ -4,8 +4,9 @@
 //! changed `.stderr` before committing it.
 //!
 //! The `.stderr` files quote rustc, whose wording changes between releases, so they are compared
-//! only on the compiler they were written with; `.ci/run` runs that one. On another compiler the
-//! passing cases still run, and the test says which snapshots it did not compare.
+//! only on the compiler they were written with. On another compiler the passing cases still run
+//! and the test says which snapshots it did not compare, unless `DB_RETRY_UI_STRICT` is set, as
+//! `.ci/run` sets it: then another compiler is a failure that says to re-bless the snapshots.
 
 use std::process::Command;
 
@@ -28,6 +29,12 @@ fn ui() {
     let rustc = rustc_version();
     if rustc == SNAPSHOT_RUSTC {
         t.compile_fail("tests/ui/fail/*.rs");
+    } else if std::env::var_os("DB_RETRY_UI_STRICT").is_some() {
+        panic!(
+            "tests/ui/fail/*.stderr were written with `{SNAPSHOT_RUSTC}` and this is `{rustc}`: \
+             run `TRYBUILD=overwrite cargo test --test ui`, read every changed .stderr, and \
+             update SNAPSHOT_RUSTC in tests/ui.rs"
+        );
     } else {
         eprintln!(
             "tests/ui/fail/*.stderr NOT compared: they were written with `{SNAPSHOT_RUSTC}` and \

@@ -26,6 +26,7 @@
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
+use syn::visit_mut::VisitMut;
 use syn::{Ident, ItemFn};
 
 use crate::parse::{self, Backoff, Jitter, RetryOnArg};
@@ -43,7 +44,12 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
-        Err(error) => return unparsed_body(item, error, &config),
+        Err(mut error) => {
+            if let Some(args_error) = args_error {
+                error.combine(args_error);
+            }
+            return unparsed_body(item, error, &config);
+        }
     };
     let mut rewritten = func.clone();
     let plan = match signature::analyze(&mut rewritten, &config.crate_path) {
@@ -364,26 +370,59 @@ fn async_trait_body(
         Rebind::Receiver(kind) => Some(*kind),
         _ => None,
     });
-    for stmt in &mut inner.stmts {
-        let syn::Stmt::Local(local) = stmt else {
-            continue;
+    // `#[async_trait]` moves `self` into `__self`; each attempt needs its own: a reborrow, or a
+    // clone for an owned receiver. Other attributes may have nested the statement (tracing's
+    // `#[instrument]` wraps the body in a block of its own), so it is looked for everywhere.
+    let replacement: Option<syn::Expr> = match receiver {
+        Some(SelfKind::RefMut) => Some(syn::parse_quote!(&mut *self)),
+        Some(SelfKind::PinMut) => Some(syn::parse_quote!(self.as_mut())),
+        Some(SelfKind::Owned) => Some(syn::parse_quote!(#crate_path::__private::clone_arg(&self))),
+        Some(SelfKind::Ref) | None => None,
+    };
+    if let Some(replacement) = replacement {
+        // Taken once at the top of the attempt, so a statement nested in an `async move` block
+        // moves the attempt's own copy, not the closure's captured `self`.
+        let own = Ident::new("own_self", Span::mixed_site());
+        let mut rename = RenameOfSelf {
+            replacement: syn::parse_quote!(#own),
+            found: false,
         };
-        let renames_self = matches!(&local.pat, syn::Pat::Ident(pat) if pat.ident == "__self");
-        let Some(init) = local.init.as_mut().filter(|_| renames_self) else {
-            continue;
-        };
-        if !matches!(&*init.expr, syn::Expr::Path(path) if path.path.is_ident("self")) {
-            continue;
-        }
-        match receiver {
-            Some(SelfKind::RefMut) => *init.expr = syn::parse_quote!(&mut *self),
-            Some(SelfKind::Owned) => {
-                *init.expr = syn::parse_quote!(#crate_path::__private::clone_arg(&self))
-            }
-            Some(SelfKind::Ref) | None => {}
+        rename.visit_block_mut(&mut inner);
+        inner
+            .stmts
+            .insert(0, syn::parse_quote!(let #own = #replacement;));
+        if !rename.found {
+            return Err(syn::Error::new_spanned(
+                block,
+                "#[db_retry] could not find where `#[async_trait]` takes `self` \
+                 (`let __self = self;`) to give each attempt its own; take `&self`, or put \
+                 #[db_retry] on an inherent `async fn` the trait method calls",
+            ));
         }
     }
     Ok(inner)
+}
+
+/// Replaces the `self` of `let __self = self;` wherever it is.
+struct RenameOfSelf {
+    replacement: syn::Expr,
+    found: bool,
+}
+
+impl VisitMut for RenameOfSelf {
+    fn visit_local_mut(&mut self, local: &mut syn::Local) {
+        let renames_self = matches!(&local.pat, syn::Pat::Ident(pat) if pat.ident == "__self");
+        if let Some(init) = local.init.as_mut().filter(|_| renames_self) {
+            if matches!(&*init.expr, syn::Expr::Path(path) if path.path.is_ident("self")) {
+                *init.expr = self.replacement.clone();
+                self.found = true;
+            }
+        }
+        syn::visit_mut::visit_local_mut(self, local);
+    }
+
+    // Items nested in the body have their own `self`.
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
 /// Pins the type of an attempt's block to the function's return type, so `?` converts errors as
@@ -410,17 +449,18 @@ fn rebind_tokens(rebinds: &[Rebind], private: &TokenStream) -> TokenStream {
         .iter()
         .map(|rebind| match rebind {
             Rebind::AsIs | Rebind::Receiver(_) => quote!(),
-            Rebind::Reborrow(ident) => quote!(let #ident = &mut *#ident;),
+            Rebind::Reborrow { ident, cfg } => quote!(#(#cfg)* let #ident = &mut *#ident;),
             Rebind::Clone {
                 pat,
                 source,
                 ty_span,
+                cfg,
             } => {
                 // "not Clone" points at the argument's type.
                 let mut source = source.clone();
                 source.set_span(source.span().located_at(*ty_span));
                 let clone = quote_spanned!(*ty_span=> #private::clone_arg(&#source));
-                quote!(let #pat = #clone;)
+                quote!(#(#cfg)* let #pat = #clone;)
             }
         })
         .collect()
@@ -485,7 +525,7 @@ fn located_at(tokens: TokenStream, span: Span) -> TokenStream {
         .collect()
 }
 
-fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStream {
+pub(crate) fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStream {
     let max = proc_macro2::Literal::u32_unsuffixed(config.max);
     let retry_on = match config.on {
         RetryOnArg::Transient | RetryOnArg::Classifier(_) => quote!(Transient),

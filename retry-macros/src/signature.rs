@@ -17,20 +17,27 @@ pub(crate) enum Rebind {
     /// `#[async_trait]` body, which renames it, needs to know which it is).
     Receiver(SelfKind),
     /// `&mut T`: reborrowed for each attempt, so every attempt has its own borrow.
-    Reborrow(Ident),
+    Reborrow { ident: Ident, cfg: Vec<Attribute> },
     /// A by-value argument: cloned for each attempt into the user's pattern. `source` is the name
     /// the signature gives it; `ty_span` points the "not Clone" error at the type.
     Clone {
         pat: Pat,
         source: Ident,
         ty_span: Span,
+        /// The parameter's `#[cfg]`s: a parameter that is configured away has no rebinding.
+        cfg: Vec<Attribute>,
     },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SelfKind {
+    /// `&self`, `self: &Self`.
     Ref,
+    /// `&mut self`, `self: &mut Self`.
     RefMut,
+    /// `self: Pin<&mut Self>`.
+    PinMut,
+    /// `self`, `mut self`, `self: Arc<Self>`, `self: Box<Self>`.
     Owned,
 }
 
@@ -107,11 +114,24 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
     for (index, input) in func.sig.inputs.iter_mut().enumerate() {
         let typed = match input {
             FnArg::Receiver(receiver) => {
-                let kind = match (&receiver.reference, &receiver.mutability) {
-                    (Some(_), None) => SelfKind::Ref,
-                    (Some(_), Some(_)) => SelfKind::RefMut,
-                    (None, _) => SelfKind::Owned,
+                // By its type: `self: &mut Self` is written without the `&` shorthand.
+                let kind = match &*receiver.ty {
+                    Type::Reference(reference) if reference.mutability.is_some() => {
+                        SelfKind::RefMut
+                    }
+                    Type::Reference(_) => SelfKind::Ref,
+                    ty if only_type_argument(ty, "Pin").is_some_and(
+                        |inner| matches!(inner, Type::Reference(r) if r.mutability.is_some()),
+                    ) =>
+                    {
+                        SelfKind::PinMut
+                    }
+                    _ => SelfKind::Owned,
                 };
+                // In an `#[async_trait]` body each attempt takes `self.as_mut()`.
+                if kind == SelfKind::PinMut && boxed.is_some() {
+                    receiver.mutability = Some(Default::default());
+                }
                 rebinds.push(Rebind::Receiver(kind));
                 continue;
             }
@@ -177,7 +197,10 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
                 Pat::Ident(pat),
             ) if pat.subpat.is_none() && pat.by_ref.is_none() => {
                 pat.mutability = None;
-                Rebind::Reborrow(pat.ident.clone())
+                Rebind::Reborrow {
+                    ident: pat.ident.clone(),
+                    cfg: cfg_attrs(&typed.attrs),
+                }
             }
             (_, Pat::Ident(pat)) if pat.subpat.is_none() && pat.by_ref.is_none() => {
                 let user_pat = Pat::Ident(pat.clone());
@@ -186,6 +209,7 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
                     pat: user_pat,
                     source: pat.ident.clone(),
                     ty_span: typed.ty.span(),
+                    cfg: cfg_attrs(&typed.attrs),
                 }
             }
             (_, pat) => {
@@ -204,6 +228,7 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
                     pat: user_pat,
                     source,
                     ty_span: typed.ty.span(),
+                    cfg: cfg_attrs(&typed.attrs),
                 }
             }
         };
@@ -277,6 +302,15 @@ fn boxed_future_output(output: &ReturnType) -> Option<&Type> {
             _ => None,
         })
     })
+}
+
+/// `#[cfg(…)]` and `#[cfg_attr(…)]` of a parameter, for the statements that rebind it.
+fn cfg_attrs(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr"))
+        .cloned()
+        .collect()
 }
 
 /// `T` of `Name<T>`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use proc_macro2::Span;
 use syn::{parse_quote, Path};
 
-use db_retry_policy::{defaults, PolicyError, Settings};
+use db_retry_policy::{defaults, PolicyError, RetryOn, Settings};
 
 use crate::parse::{self, Args, Backoff, Jitter, RetryOnArg, Spanned};
 
@@ -27,6 +27,14 @@ pub(crate) struct Config {
 pub(crate) fn validate(args: Args) -> syn::Result<Config> {
     let settings = Settings {
         max_retries: args.max.as_ref().map(|max| max.value),
+        // A classifier of the user's decides by itself; the policy's `on` is the default then.
+        retry_on: args.on.as_ref().and_then(|on| match on.value {
+            RetryOnArg::Transient => Some(RetryOn::Transient),
+            RetryOnArg::Connection => Some(RetryOn::Connection),
+            RetryOnArg::Contention => Some(RetryOn::Contention),
+            RetryOnArg::Classifier(_) => None,
+        }),
+        idempotent: args.idempotent.as_ref().map(|idempotent| idempotent.value),
         backoff: args.backoff.as_ref().map(|backoff| backoff.value),
         base: args.base.as_ref().map(|base| base.value),
         cap: args.cap.as_ref().map(|cap| cap.value),
@@ -38,13 +46,20 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
     let schedule = settings.check().map_err(|error| explain(&error, &args))?;
     Ok(Config {
         max: schedule.max_retries,
-        on: args.on.map_or(RetryOnArg::Transient, |on| on.value),
+        on: match args.on {
+            Some(on) => on.value,
+            None => match schedule.retry_on {
+                RetryOn::Connection => RetryOnArg::Connection,
+                RetryOn::Contention => RetryOnArg::Contention,
+                _ => RetryOnArg::Transient,
+            },
+        },
         backoff: schedule.backoff,
         base: schedule.base,
         cap: schedule.cap,
         jitter: schedule.jitter,
         deadline: schedule.deadline,
-        idempotent: args.idempotent.is_none_or(|i| i.value),
+        idempotent: schedule.idempotent,
         crate_path: args.crate_path.unwrap_or_else(|| {
             let mut path: Path = parse_quote!(::db_retry);
             path.segments[0].ident.set_span(Span::call_site());

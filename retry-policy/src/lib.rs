@@ -1,4 +1,5 @@
-//! The retry policy's defaults, limits and combination rules, shared by the `#[db_retry]`
+//! The error classes and which `on` choice retries which, and the retry policy's defaults,
+//! limits and combination rules, shared by the `#[db_retry]`
 //! attribute (which checks them at compile time) and the runtime's `RetryPolicy::builder()`
 //! (which checks them at run time), so the two cannot disagree. Use it through the `db-retry`
 //! crate, which re-exports what users need.
@@ -12,9 +13,13 @@ pub const MAX_RETRIES_LIMIT: u32 = 100;
 
 /// What a policy is when a setting is not given.
 pub mod defaults {
-    use super::{Backoff, Jitter};
+    use super::{Backoff, Jitter, RetryOn};
     use std::time::Duration;
 
+    /// Which classes are retried.
+    pub const RETRY_ON: RetryOn = RetryOn::Transient;
+    /// Whether an error after which the statement may have run is retried.
+    pub const IDEMPOTENT: bool = true;
     /// Retries after the first attempt.
     pub const MAX_RETRIES: u32 = 3;
     /// How delays grow.
@@ -25,6 +30,104 @@ pub mod defaults {
     pub const CAP: Duration = Duration::from_secs(5);
     /// How delays are randomised.
     pub const JITTER: Jitter = Jitter::Full;
+}
+
+/// What kind of failure an error is, and so whether trying again can help.
+///
+/// ```
+/// use db_retry_policy::ErrorClass;
+///
+/// assert!(!ErrorClass::Connect.may_have_run());
+/// assert!(ErrorClass::ConnectionLost.may_have_run());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The client never reached the server, or the server refused the session. Nothing ran.
+    Connect,
+    /// The connection broke. Outside a transaction, the statement may have run.
+    ConnectionLost,
+    /// The server rolled the work back because of concurrency (serialization failure, deadlock,
+    /// lock timeout, `SQLITE_BUSY`). Nothing took effect.
+    Contention,
+    /// The server is overloaded, failing, or can no longer take writes (e.g. read-only after a
+    /// failover). The statement was rejected.
+    Unavailable,
+    /// Anything else: constraint violations, syntax errors, `RowNotFound`, decode errors, a
+    /// closed pool. Trying again gives the same answer.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// Whether the failed statement may have taken effect on the server.
+    ///
+    /// Only a lost connection is ambiguous: the server may have executed the statement (or
+    /// committed) before the reply was lost. Every other class is reported by the server before
+    /// or instead of doing the work.
+    pub const fn may_have_run(self) -> bool {
+        matches!(self, ErrorClass::ConnectionLost)
+    }
+
+    /// Whether the connection that produced this error must be thrown away rather than returned
+    /// to the pool.
+    ///
+    /// sqlx does not mark a connection broken when a query fails; it finds out only at the next
+    /// ping. A connection that saw a lost-connection or server-side failure is closed instead, so
+    /// the next attempt gets a fresh one.
+    pub const fn discards_connection(self) -> bool {
+        matches!(self, ErrorClass::ConnectionLost | ErrorClass::Unavailable)
+    }
+
+    /// Whether this class is worth another attempt at all (everything but
+    /// [`ErrorClass::Permanent`]).
+    pub const fn is_transient(self) -> bool {
+        !matches!(self, ErrorClass::Permanent)
+    }
+
+    /// A short stable name, as used in tracing events: `connect`, `connection_lost`,
+    /// `contention`, `unavailable` or `permanent`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::ConnectionLost => "connection_lost",
+            ErrorClass::Contention => "contention",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which error classes are retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum RetryOn {
+    /// Every class but [`ErrorClass::Permanent`] (the default).
+    #[default]
+    Transient,
+    /// Connection-level failures only: [`ErrorClass::Connect`], [`ErrorClass::ConnectionLost`]
+    /// and [`ErrorClass::Unavailable`].
+    Connection,
+    /// Concurrency failures only: [`ErrorClass::Contention`].
+    Contention,
+}
+
+impl RetryOn {
+    /// Whether this choice retries errors of `class`.
+    pub const fn covers(self, class: ErrorClass) -> bool {
+        match self {
+            RetryOn::Transient => class.is_transient(),
+            RetryOn::Connection => matches!(
+                class,
+                ErrorClass::Connect | ErrorClass::ConnectionLost | ErrorClass::Unavailable
+            ),
+            RetryOn::Contention => matches!(class, ErrorClass::Contention),
+        }
+    }
 }
 
 /// How the delay grows from one retry to the next.
@@ -55,13 +158,17 @@ pub enum Jitter {
     None,
 }
 
-/// The settings of a schedule as given: `None` where the default applies. Whether a setting was
+/// The settings of a policy as given: `None` where the default applies. Whether a setting was
 /// given matters: `jitter = full` with `backoff = none` asks for something that cannot happen,
 /// while the default jitter with `backoff = none` is simply unused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     /// Retries after the first attempt.
     pub max_retries: Option<u32>,
+    /// Which classes are retried.
+    pub retry_on: Option<RetryOn>,
+    /// Whether an error after which the statement may have run is retried.
+    pub idempotent: Option<bool>,
     /// How delays grow.
     pub backoff: Option<Backoff>,
     /// The first delay.
@@ -74,11 +181,15 @@ pub struct Settings {
     pub deadline: Option<Duration>,
 }
 
-/// A schedule whose combination holds, with every default filled in.
+/// A policy whose combination holds, with every default filled in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
     /// Retries after the first attempt, at most [`MAX_RETRIES_LIMIT`].
     pub max_retries: u32,
+    /// Which classes are retried.
+    pub retry_on: RetryOn,
+    /// Whether an error after which the statement may have run is retried.
+    pub idempotent: bool,
     /// How delays grow.
     pub backoff: Backoff,
     /// The first delay; above zero with exponential backoff.
@@ -134,6 +245,14 @@ impl Settings {
         }
         Ok(Schedule {
             max_retries,
+            retry_on: match self.retry_on {
+                Some(retry_on) => retry_on,
+                None => defaults::RETRY_ON,
+            },
+            idempotent: match self.idempotent {
+                Some(idempotent) => idempotent,
+                None => defaults::IDEMPOTENT,
+            },
             backoff,
             base,
             cap,
@@ -217,6 +336,8 @@ mod tests {
         assert_eq!(schedule.backoff, Backoff::Exponential);
         assert_eq!(schedule.jitter, Jitter::Full);
         assert_eq!(schedule.deadline, None);
+        assert_eq!(schedule.retry_on, RetryOn::Transient);
+        assert!(schedule.idempotent);
     }
 
     #[test]

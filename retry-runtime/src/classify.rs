@@ -5,81 +5,9 @@
 //! result code, and `std::io::Error` by kind.
 
 use std::error::Error as StdError;
-use std::fmt;
 use std::io;
 
-/// What kind of failure an error is, and so whether trying again can help.
-///
-/// ```
-/// use db_retry_runtime::{Classify, ErrorClass};
-///
-/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-/// assert_eq!(refused.classify(), ErrorClass::Connect);
-/// assert!(!ErrorClass::Connect.may_have_run());
-/// assert!(ErrorClass::ConnectionLost.may_have_run());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorClass {
-    /// The client never reached the server, or the server refused the session. Nothing ran.
-    Connect,
-    /// The connection broke. Outside a transaction, the statement may have run.
-    ConnectionLost,
-    /// The server rolled the work back because of concurrency (serialization failure, deadlock,
-    /// lock timeout, `SQLITE_BUSY`). Nothing took effect.
-    Contention,
-    /// The server is overloaded, failing, or can no longer take writes (e.g. read-only after a
-    /// failover). The statement was rejected.
-    Unavailable,
-    /// Anything else: constraint violations, syntax errors, `RowNotFound`, decode errors, a
-    /// closed pool. Trying again gives the same answer.
-    Permanent,
-}
-
-impl ErrorClass {
-    /// Whether the failed statement may have taken effect on the server.
-    ///
-    /// Only a lost connection is ambiguous: the server may have executed the statement (or
-    /// committed) before the reply was lost. Every other class is reported by the server before
-    /// or instead of doing the work.
-    pub const fn may_have_run(self) -> bool {
-        matches!(self, ErrorClass::ConnectionLost)
-    }
-
-    /// Whether the connection that produced this error must be thrown away rather than returned
-    /// to the pool.
-    ///
-    /// sqlx does not mark a connection broken when a query fails; it finds out only at the next
-    /// ping. A connection that saw a lost-connection or server-side failure is closed instead, so
-    /// the next attempt gets a fresh one.
-    pub const fn discards_connection(self) -> bool {
-        matches!(self, ErrorClass::ConnectionLost | ErrorClass::Unavailable)
-    }
-
-    /// Whether this class is worth another attempt at all (everything but
-    /// [`ErrorClass::Permanent`]).
-    pub const fn is_transient(self) -> bool {
-        !matches!(self, ErrorClass::Permanent)
-    }
-
-    /// A short stable name, as used in tracing events: `connect`, `connection_lost`,
-    /// `contention`, `unavailable` or `permanent`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Connect => "connect",
-            ErrorClass::ConnectionLost => "connection_lost",
-            ErrorClass::Contention => "contention",
-            ErrorClass::Unavailable => "unavailable",
-            ErrorClass::Permanent => "permanent",
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use db_retry_policy::ErrorClass;
 
 /// Errors that db-retry knows how to classify.
 ///

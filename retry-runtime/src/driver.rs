@@ -140,6 +140,17 @@ impl<'p> Retrier<'p> {
         self.retry_after_in_phase(error, verdict.into(), Phase::Statement)
     }
 
+    /// The former name of [`Retrier::retry_after_in_phase`].
+    #[deprecated(since = "0.2.0", note = "renamed to `retry_after_in_phase`")]
+    pub fn retry_after_in<E: Display + ?Sized>(
+        &mut self,
+        error: &E,
+        verdict: Verdict,
+        phase: Phase,
+    ) -> Option<Duration> {
+        self.retry_after_in_phase(error, verdict, phase)
+    }
+
     /// Judge a failed attempt that happened in `phase` of a unit of work.
     #[cold]
     pub fn retry_after_in_phase<E: Display + ?Sized>(

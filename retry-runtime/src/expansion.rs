@@ -98,7 +98,8 @@ impl<'e, E> Unclassified<'e> for ErrorOf<'e, E> {
     message = "#[db_retry] cannot tell which `{Self}` errors are worth retrying",
     label = "db-retry cannot classify this error type",
     note = "implement `std::error::Error` for `{Self}`, with `source()` returning the database error it wraps (thiserror's `#[from] sqlx::Error` does both): db-retry then finds the error in the chain",
-    note = "or classify it yourself: `#[db_retry(on = my_classifier)]` with `fn my_classifier(error: &{Self}) -> bool` (true = retry), or one returning `db_retry::ErrorClass`"
+    note = "or classify it yourself: `#[db_retry(on = my_classifier)]` with `fn my_classifier(error: &{Self}) -> bool` (true = retry), or one returning `db_retry::ErrorClass`",
+    note = "either way the error type must be `Display`, so the retry event can show it"
 )]
 pub trait Classifiable: Classify + Display {}
 

@@ -5,34 +5,7 @@ use std::time::Duration;
 use crate::classify::ErrorClass;
 
 use db_retry_policy::{defaults, Settings};
-pub use db_retry_policy::{Backoff, Jitter, PolicyError, MAX_RETRIES_LIMIT};
-
-/// Which error classes are retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum RetryOn {
-    /// Every class but [`ErrorClass::Permanent`] (the default).
-    #[default]
-    Transient,
-    /// Connection-level failures only: [`ErrorClass::Connect`], [`ErrorClass::ConnectionLost`]
-    /// and [`ErrorClass::Unavailable`].
-    Connection,
-    /// Concurrency failures only: [`ErrorClass::Contention`].
-    Contention,
-}
-
-impl RetryOn {
-    /// Whether this choice retries errors of `class`.
-    pub const fn covers(self, class: ErrorClass) -> bool {
-        match self {
-            RetryOn::Transient => class.is_transient(),
-            RetryOn::Connection => matches!(
-                class,
-                ErrorClass::Connect | ErrorClass::ConnectionLost | ErrorClass::Unavailable
-            ),
-            RetryOn::Contention => matches!(class, ErrorClass::Contention),
-        }
-    }
-}
+pub use db_retry_policy::{Backoff, Jitter, PolicyError, RetryOn, MAX_RETRIES_LIMIT};
 
 /// A retry policy: how many retries, which errors, and the delays between attempts.
 ///
@@ -73,13 +46,13 @@ impl RetryPolicy {
     /// The defaults of the attribute (see the type's docs).
     pub const DEFAULT: RetryPolicy = RetryPolicy {
         max_retries: defaults::MAX_RETRIES,
-        retry_on: RetryOn::Transient,
+        retry_on: defaults::RETRY_ON,
         backoff: defaults::BACKOFF,
         base: defaults::BASE,
         cap: defaults::CAP,
         jitter: defaults::JITTER,
         deadline: None,
-        idempotent: true,
+        idempotent: defaults::IDEMPOTENT,
         seed: None,
     };
 
@@ -87,8 +60,6 @@ impl RetryPolicy {
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             settings: Settings::default(),
-            retry_on: RetryOn::Transient,
-            idempotent: true,
             seed: None,
         }
     }
@@ -169,10 +140,8 @@ impl Default for RetryPolicy {
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct RetryPolicyBuilder {
-    /// The schedule as given; its rules live with the attribute's, in `db-retry-policy`.
+    /// The settings as given; their defaults and rules are the attribute's, in `db-retry-policy`.
     settings: Settings,
-    retry_on: RetryOn,
-    idempotent: bool,
     seed: Option<u64>,
 }
 
@@ -184,7 +153,7 @@ impl RetryPolicyBuilder {
     }
     /// Which classes are retried. Default [`RetryOn::Transient`].
     pub fn retry_on(mut self, retry_on: RetryOn) -> Self {
-        self.retry_on = retry_on;
+        self.settings.retry_on = Some(retry_on);
         self
     }
     /// How delays grow. Default [`Backoff::Exponential`].
@@ -215,7 +184,7 @@ impl RetryPolicyBuilder {
     }
     /// `false`: never retry an error after which the statement may have run. Default `true`.
     pub fn idempotent(mut self, idempotent: bool) -> Self {
-        self.idempotent = idempotent;
+        self.settings.idempotent = Some(idempotent);
         self
     }
     /// Seed the jitter's random number generator, so the delays are reproducible. Meant for
@@ -230,13 +199,13 @@ impl RetryPolicyBuilder {
         let schedule = self.settings.check()?;
         Ok(RetryPolicy {
             max_retries: schedule.max_retries,
-            retry_on: self.retry_on,
+            retry_on: schedule.retry_on,
             backoff: schedule.backoff,
             base: schedule.base,
             cap: schedule.cap,
             jitter: schedule.jitter,
             deadline: schedule.deadline,
-            idempotent: self.idempotent,
+            idempotent: schedule.idempotent,
             seed: self.seed,
         })
     }

@@ -54,18 +54,35 @@ fn exponential_backoff_from_zero_base_is_rejected() {
 
 #[test]
 fn decorrelated_jitter_without_exponential_backoff_is_rejected() {
-    for backoff in [Backoff::Fixed, Backoff::None] {
+    let error = RetryPolicy::builder()
+        .backoff(Backoff::Fixed)
+        .jitter(Jitter::Decorrelated)
+        .build()
+        .unwrap_err();
+    assert_eq!(error, PolicyError::DecorrelatedNeedsExponential);
+}
+
+#[test]
+fn a_jitter_asked_for_with_no_backoff_is_rejected_as_the_attribute_rejects_it() {
+    for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
         let error = RetryPolicy::builder()
-            .backoff(backoff)
-            .jitter(Jitter::Decorrelated)
+            .backoff(Backoff::None)
+            .jitter(jitter)
             .build()
             .unwrap_err();
-        assert_eq!(
-            error,
-            PolicyError::DecorrelatedNeedsExponential,
-            "{backoff:?}"
-        );
+        assert_eq!(error, PolicyError::JitterWithoutBackoff, "{jitter:?}");
     }
+    // Saying there is none, or not saying anything, is fine.
+    let explicit = RetryPolicy::builder()
+        .backoff(Backoff::None)
+        .jitter(Jitter::None)
+        .build()
+        .expect("jitter none with backoff none");
+    assert_eq!(explicit.jitter(), Jitter::None);
+    RetryPolicy::builder()
+        .backoff(Backoff::None)
+        .build()
+        .expect("the default jitter with backoff none");
 }
 
 #[test]

@@ -1,5 +1,6 @@
-// A body that does not parse, as while someone is typing: syn's error, and nothing else. The
-// signature is still rewritten, so the caller passing a pool is not an error too.
+// A body that does not parse, as while someone is typing: rustc's parse error and syn's, both on
+// the typo, and nothing else. The signature is still rewritten, so the caller passing a pool is
+// not an error too.
 use db_retry::db_retry;
 use sqlx::{PgConnection, PgPool};
 

@@ -15,6 +15,9 @@ pub trait UserRepo: Send + Sync {
     async fn owned(self: Arc<Self>, (a, b): (i64, i64)) -> Result<i64, sqlx::Error>;
     async fn find(&self, conn: &PgPool, id: i64) -> Result<String, sqlx::Error>;
     async fn move_funds(&self, tx: &PgPool, amount: i64) -> Result<(), sqlx::Error>;
+    async fn typed_ref(self: &Self) -> Result<i64, sqlx::Error>;
+    async fn typed_mut(self: &mut Self) -> Result<i64, sqlx::Error>;
+    async fn pinned(self: std::pin::Pin<&mut Self>) -> Result<i64, sqlx::Error>;
 }
 
 pub struct PgUserRepo {
@@ -75,6 +78,22 @@ impl UserRepo for PgUserRepo {
             .execute(&mut *tx)
             .await?;
         Ok(())
+    }
+
+    #[db_retry]
+    async fn typed_ref(self: &Self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await
+    }
+
+    #[db_retry]
+    async fn typed_mut(self: &mut Self) -> Result<i64, sqlx::Error> {
+        self.calls += 1;
+        sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await
+    }
+
+    #[db_retry]
+    async fn pinned(self: std::pin::Pin<&mut Self>) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await
     }
 }
 

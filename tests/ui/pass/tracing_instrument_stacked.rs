@@ -44,3 +44,28 @@ fn main() {
     let _ = instrument_below;
     let _ = UserRepo::count;
 }
+
+// Inside an `#[async_trait]` impl, `#[instrument]` above wraps the boxed body in a block of its
+// own; `#[db_retry]` still finds where `self` is taken and gives each attempt its own borrow.
+#[async_trait::async_trait]
+pub trait Counter {
+    async fn bump(&mut self) -> Result<i64, sqlx::Error>;
+}
+
+pub struct PgCounter {
+    pool: PgPool,
+    calls: i64,
+}
+
+#[async_trait::async_trait]
+impl Counter for PgCounter {
+    #[tracing::instrument(skip(self), err)]
+    #[db_retry]
+    async fn bump(&mut self) -> Result<i64, sqlx::Error> {
+        self.calls += 1;
+        sqlx::query_scalar("SELECT $1")
+            .bind(self.calls)
+            .fetch_one(&self.pool)
+            .await
+    }
+}
