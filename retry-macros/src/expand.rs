@@ -25,7 +25,7 @@
 //! ```
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, ToTokens};
 use syn::visit_mut::VisitMut;
 use syn::{Ident, ItemFn};
 
@@ -186,6 +186,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     let rebinds = rebind_tokens(&plan.rebinds, &private);
     let class = Ident::new("class", mixed);
     let shown = Ident::new("shown", mixed);
+    let cause = Ident::new("decided_by", mixed);
     let (classify, verdict_from) = verdict_tokens(&config.on, plan, &private, &error, &class);
     // An error type that can't be shown in the retry event points at `E` in the signature.
     let shown_at = Ident::new("shown", mixed.located_at(plan.error_span));
@@ -205,7 +206,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 }
             },
             quote!(()),
-            quote!(match #retrier.retry_after(#shown_at, #verdict)),
+            quote!(match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #private::Phase::Statement)),
         ),
         ConnectionMode::Acquire {
             name: conn,
@@ -225,7 +226,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 quote!((&mut #checkout)),
                 quote! {
                     let #phase = #checkout.release(#verdict);
-                    match #retrier.retry_after_in_phase(#shown_at, #verdict, #phase)
+                    match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
             )
         }
@@ -256,7 +257,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 quote!((&mut #checkout)),
                 quote! {
                     let #phase = #checkout.release(#verdict);
-                    match #retrier.retry_after_in_phase(#shown_at, #verdict, #phase)
+                    match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
             )
         }
@@ -279,7 +280,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     // is judged and dropped before any sleep, so the future is `Send` whenever the body's is.
     let judged = |next: TokenStream| {
         quote! {{
-            let (#class, #shown) = #classify;
+            let (#class, #shown, #cause) = #classify;
             let #verdict = #verdict_from;
             #judge {
                 ::core::option::Option::Some(#delay) => #next,
@@ -290,11 +291,13 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     let first_judged = judged(quote!((#retrier, #delay)));
     let next_judged = judged(quote!(#delay));
 
+    let destructure = destructure_tokens(&plan.rebinds);
     let body = quote! {
+            #destructure
             #start_clock
             #setup
             let mut #attempt = #closure;
-            let (mut #retrier, mut #delay) = match (&mut #attempt) #call.await {
+            let (mut #retrier, mut #delay) = match #private::as_attempt((&mut #attempt) #call).await {
                 ::core::result::Result::Ok(#value) => return ::core::result::Result::Ok(#value),
                 ::core::result::Result::Err(#error) => {
                     // In a block of its own so the body can't see it: items aren't hygienic.
@@ -308,7 +311,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
             ::std::boxed::Box::pin(async move {
                 loop {
                     #private::sleep(#delay).await;
-                    #delay = match (&mut #attempt) #call.await {
+                    #delay = match #private::as_attempt((&mut #attempt) #call).await {
                         ::core::result::Result::Ok(#value) => {
                             #retrier.succeeded();
                             return ::core::result::Result::Ok(#value);
@@ -376,7 +379,10 @@ fn async_trait_body(
     let replacement: Option<syn::Expr> = match receiver {
         Some(SelfKind::RefMut) => Some(syn::parse_quote!(&mut *self)),
         Some(SelfKind::PinMut) => Some(syn::parse_quote!(self.as_mut())),
-        Some(SelfKind::Owned) => Some(syn::parse_quote!(#crate_path::__private::clone_arg(&self))),
+        Some(SelfKind::Owned) => Some(syn::parse_quote!({
+            use #crate_path::__private::{CloneForAttempt as _, NotCloneForAttempt as _};
+            (&&#crate_path::__private::ArgOf(&self)).for_attempt()
+        })),
         Some(SelfKind::Ref) | None => None,
     };
     if let Some(replacement) = replacement {
@@ -444,11 +450,38 @@ fn fake_return(ret: &syn::Type) -> TokenStream {
     }
 }
 
+/// The pattern arguments taken apart once, before the first attempt.
+fn destructure_tokens(rebinds: &[Rebind]) -> TokenStream {
+    rebinds
+        .iter()
+        .map(|rebind| match rebind {
+            Rebind::Destructure {
+                pat, source, cfg, ..
+            } => quote!(#(#cfg)* let #pat = #source;),
+            _ => quote!(),
+        })
+        .collect()
+}
+
 fn rebind_tokens(rebinds: &[Rebind], private: &TokenStream) -> TokenStream {
     rebinds
         .iter()
         .map(|rebind| match rebind {
             Rebind::AsIs | Rebind::Receiver(_) => quote!(),
+            Rebind::Destructure { bindings, cfg, .. } => bindings
+                .iter()
+                .map(|(ident, mutability)| {
+                    // "not Clone" points at the binding in the user's pattern.
+                    let clone = located_at(
+                        quote! {{
+                            use #private::{CloneForAttempt as _, NotCloneForAttempt as _};
+                            (&&#private::ArgOf(&#ident)).for_attempt()
+                        }},
+                        ident.span(),
+                    );
+                    quote!(#(#cfg)* let #mutability #ident = #clone;)
+                })
+                .collect(),
             Rebind::Reborrow { ident, cfg } => quote!(#(#cfg)* let #ident = &mut *#ident;),
             Rebind::Clone {
                 pat,
@@ -459,7 +492,13 @@ fn rebind_tokens(rebinds: &[Rebind], private: &TokenStream) -> TokenStream {
                 // "not Clone" points at the argument's type.
                 let mut source = source.clone();
                 source.set_span(source.span().located_at(*ty_span));
-                let clone = quote_spanned!(*ty_span=> #private::clone_arg(&#source));
+                let clone = located_at(
+                    quote! {{
+                        use #private::{CloneForAttempt as _, NotCloneForAttempt as _};
+                        (&&#private::ArgOf(&#source)).for_attempt()
+                    }},
+                    *ty_span,
+                );
                 quote!(#(#cfg)* let #pat = #clone;)
             }
         })
@@ -494,7 +533,7 @@ fn verdict_tokens(
         RetryOnArg::Classifier(path) => {
             let args = located_at(quote!((&#error)), span);
             let shown = located_at(quote!(&#error), plan.error_span);
-            quote!((#path #args, #shown))
+            quote!((#path #args, #shown, ::core::option::Option::None))
         }
         RetryOnArg::Transient | RetryOnArg::Connection | RetryOnArg::Contention => located_at(
             quote! {{

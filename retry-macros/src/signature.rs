@@ -18,6 +18,15 @@ pub(crate) enum Rebind {
     Receiver(SelfKind),
     /// `&mut T`: reborrowed for each attempt, so every attempt has its own borrow.
     Reborrow { ident: Ident, cfg: Vec<Attribute> },
+    /// A by-value argument written as a pattern (`Path(slug): Path<String>`): taken apart once,
+    /// before the first attempt, into `pat` (without its `mut`s); each attempt clones each of
+    /// `bindings`, as `mut` where the user wrote it.
+    Destructure {
+        pat: Pat,
+        source: Ident,
+        bindings: Vec<(Ident, Option<syn::Token![mut]>)>,
+        cfg: Vec<Attribute>,
+    },
     /// A by-value argument: cloned for each attempt into the user's pattern. `source` is the name
     /// the signature gives it; `ty_span` points the "not Clone" error at the type.
     Clone {
@@ -182,6 +191,15 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
             continue;
         }
 
+        if let Some(executor) = executor_type(&typed.ty, &func.sig.generics) {
+            return Err(syn::Error::new_spanned(
+                executor,
+                "an executor is used up by the query it runs, so #[db_retry] cannot hand this one \
+                 to a second attempt: take `pool: &PgPool` (each attempt runs on a pooled \
+                 connection), or `#[acquire] conn: &mut PgConnection` (each attempt gets a fresh \
+                 connection)",
+            ));
+        }
         let rebind = match (&*typed.ty, &mut *typed.pat) {
             (
                 Type::Reference(TypeReference {
@@ -224,11 +242,25 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
                         subpat: None,
                     }),
                 );
-                Rebind::Clone {
-                    pat: user_pat,
-                    source,
-                    ty_span: typed.ty.span(),
-                    cfg: cfg_attrs(&typed.attrs),
+                // `Path(slug): Path<String>`: the wrapper is taken apart once and each attempt
+                // clones only what the pattern binds, so the wrapper never needs `Clone`.
+                let mut bindings = Vec::new();
+                if collect_bindings(&user_pat, &mut bindings) {
+                    let mut once = user_pat;
+                    strip_binding_mut(&mut once);
+                    Rebind::Destructure {
+                        pat: once,
+                        source,
+                        bindings,
+                        cfg: cfg_attrs(&typed.attrs),
+                    }
+                } else {
+                    Rebind::Clone {
+                        pat: user_pat,
+                        source,
+                        ty_span: typed.ty.span(),
+                        cfg: cfg_attrs(&typed.attrs),
+                    }
                 }
             }
         };
@@ -302,6 +334,66 @@ fn boxed_future_output(output: &ReturnType) -> Option<&Type> {
             _ => None,
         })
     })
+}
+
+/// The names a pattern binds by value, with their `mut`; `false` when it binds by `ref` or with
+/// `@`, which cloning its bindings could not reproduce.
+fn collect_bindings(pat: &Pat, out: &mut Vec<(Ident, Option<syn::Token![mut]>)>) -> bool {
+    match pat {
+        Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {
+            out.push((ident.ident.clone(), ident.mutability));
+            true
+        }
+        Pat::Tuple(tuple) => tuple.elems.iter().all(|pat| collect_bindings(pat, out)),
+        Pat::TupleStruct(tuple) => tuple.elems.iter().all(|pat| collect_bindings(pat, out)),
+        Pat::Struct(fields) => fields
+            .fields
+            .iter()
+            .all(|field| collect_bindings(&field.pat, out)),
+        Pat::Paren(paren) => collect_bindings(&paren.pat, out),
+        Pat::Wild(_) | Pat::Rest(_) => true,
+        _ => false,
+    }
+}
+
+/// The pattern that takes the argument apart once: its bindings are immutable there, since only
+/// the per-attempt copies are ever changed.
+fn strip_binding_mut(pat: &mut Pat) {
+    struct StripMut;
+    impl VisitMut for StripMut {
+        fn visit_pat_ident_mut(&mut self, pat: &mut PatIdent) {
+            pat.mutability = None;
+            syn::visit_mut::visit_pat_ident_mut(self, pat);
+        }
+    }
+    StripMut.visit_pat_mut(pat);
+}
+
+/// The type of a by-value parameter that is a database executor (`impl Executor<…>`, or a type
+/// parameter bounded by `Executor`), which each query consumes.
+fn executor_type<'t>(ty: &'t Type, generics: &syn::Generics) -> Option<&'t Type> {
+    let is_executor_bound = |bound: &syn::TypeParamBound| {
+        matches!(bound, syn::TypeParamBound::Trait(bound)
+            if bound.path.segments.last().is_some_and(|last| last.ident == "Executor"))
+    };
+    match ty {
+        Type::ImplTrait(imp) if imp.bounds.iter().any(is_executor_bound) => Some(ty),
+        Type::Path(path) if path.qself.is_none() => {
+            let name = path.path.get_ident()?;
+            let in_params = generics
+                .type_params()
+                .any(|param| param.ident == *name && param.bounds.iter().any(is_executor_bound));
+            let in_where = generics.where_clause.as_ref().is_some_and(|clause| {
+                clause.predicates.iter().any(|predicate| {
+                    matches!(predicate, syn::WherePredicate::Type(predicate)
+                        if matches!(&predicate.bounded_ty, Type::Path(bounded) if bounded.path.is_ident(name))
+                            && predicate.bounds.iter().any(is_executor_bound))
+                })
+            });
+            (in_params || in_where).then_some(ty)
+        }
+        _ => None,
+    }
 }
 
 /// `#[cfg(…)]` and `#[cfg_attr(…)]` of a parameter, for the statements that rebind it.

@@ -44,9 +44,20 @@ pub use db_retry_policy::ErrorClass;
 pub trait Classify {
     /// The class of this error.
     fn classify(&self) -> ErrorClass;
+
+    /// The error in this one's `source()` chain (this one included) that decided its class, if
+    /// one did; the retry event names it, so a wrapper whose message hides its cause does not
+    /// hide it from the logs.
+    fn decided_by(&self) -> Option<&(dyn StdError + 'static)> {
+        None
+    }
 }
 
 impl<E: StdError + 'static> Classify for E {
+    fn decided_by(&self) -> Option<&(dyn StdError + 'static)> {
+        deciding_link(self)
+    }
+
     fn classify(&self) -> ErrorClass {
         let class = classify_error(self);
         if class == ErrorClass::Permanent {
@@ -78,17 +89,29 @@ impl Classify for dyn StdError + 'static {
     fn classify(&self) -> ErrorClass {
         classify_error(self)
     }
+
+    fn decided_by(&self) -> Option<&(dyn StdError + 'static)> {
+        deciding_link(self)
+    }
 }
 
 impl Classify for dyn StdError + Send + 'static {
     fn classify(&self) -> ErrorClass {
         classify_error(self)
     }
+
+    fn decided_by(&self) -> Option<&(dyn StdError + 'static)> {
+        deciding_link(self)
+    }
 }
 
 impl Classify for dyn StdError + Send + Sync + 'static {
     fn classify(&self) -> ErrorClass {
         classify_error(self)
+    }
+
+    fn decided_by(&self) -> Option<&(dyn StdError + 'static)> {
+        deciding_link(self)
     }
 }
 
@@ -105,6 +128,35 @@ pub fn classify_error(error: &(dyn StdError + 'static)) -> ErrorClass {
         current = error.source();
     }
     ErrorClass::Permanent
+}
+
+/// The first error in `error`'s chain that db-retry knows, which is what decides its class.
+fn deciding_link<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e (dyn StdError + 'static)> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if classify_known(error).is_some() {
+            return Some(error);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// How the retry event names the error that decided the class: a database error by its code
+/// (SQLSTATE, and MySQL's error number) and message, anything else by its message.
+pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
+    #[cfg(feature = "sqlx09")]
+    if let Some(described) = crate::sqlx09::describe_known(error) {
+        return described;
+    }
+    #[cfg(feature = "sqlx08")]
+    if let Some(described) = crate::sqlx08::describe_known(error) {
+        return described;
+    }
+    if let Some(io) = error.downcast_ref::<io::Error>() {
+        return format!("{:?}: {io}", io.kind());
+    }
+    error.to_string()
 }
 
 /// The class of `error` itself, when it is a type db-retry knows.

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::backoff::Schedule;
 use crate::classify::{Classify, ErrorClass};
 use crate::events;
+use crate::layers;
 use crate::policy::RetryPolicy;
 
 /// The judgement of one failed attempt, as the classifier made it.
@@ -159,6 +160,31 @@ impl<'p> Retrier<'p> {
         verdict: Verdict,
         phase: Phase,
     ) -> Option<Duration> {
+        self.decide(&Shown(error), None, verdict, phase)
+    }
+
+    /// [`Retrier::retry_after_in_phase`], told which error in `error`'s chain decided its class
+    /// ([`Classify::decided_by`]): the events name it next to `error`, so a wrapper whose
+    /// message hides its cause does not hide it from the logs. What `#[db_retry]` calls.
+    #[cold]
+    pub fn retry_after_classified(
+        &mut self,
+        error: &dyn Display,
+        decided_by: Option<&(dyn std::error::Error + 'static)>,
+        verdict: Verdict,
+        phase: Phase,
+    ) -> Option<Duration> {
+        self.decide(error, decided_by, verdict, phase)
+    }
+
+    fn decide(
+        &mut self,
+        error: &dyn Display,
+        decided_by: Option<&(dyn std::error::Error + 'static)>,
+        verdict: Verdict,
+        phase: Phase,
+    ) -> Option<Duration> {
+        let failure = events::Failure::new(self.function, error, decided_by);
         let (class, may_have_run, wanted) = match verdict {
             Verdict::Class(class) => {
                 let may_have_run =
@@ -166,12 +192,10 @@ impl<'p> Retrier<'p> {
                 let wanted =
                     self.policy.retry_on.covers(class) && (self.policy.idempotent || !may_have_run);
                 if class.is_transient() && !wanted && self.policy.retry_on.covers(class) {
-                    events::gave_up(
-                        self.function,
+                    failure.gave_up(
                         self.retries + 1,
                         Some(class),
                         "the statement may have run and the function is not idempotent",
-                        error,
                     );
                 }
                 (Some(class), may_have_run, wanted)
@@ -187,41 +211,40 @@ impl<'p> Retrier<'p> {
         if !wanted {
             return None;
         }
+        // One retrying layer: inside another retried call's attempt, that call retries.
+        if layers::inside_another_retried_call() {
+            failure.handed_up(self.retries + 1, class);
+            return None;
+        }
         if self.retries >= self.policy.max_retries {
             if self.policy.max_retries > 0 {
-                events::gave_up(
-                    self.function,
-                    self.retries + 1,
-                    class,
-                    "no retries left",
-                    error,
-                );
+                failure.gave_up(self.retries + 1, class, "no retries left");
             }
             return None;
         }
         let delay = self.schedule.next_delay(self.policy, self.retries);
         if let (Some(deadline), Some(started)) = (self.policy.deadline, self.started) {
             if started.elapsed().saturating_add(delay) >= deadline {
-                events::gave_up(
-                    self.function,
+                failure.gave_up(
                     self.retries + 1,
                     class,
                     "the deadline would pass before the next attempt",
-                    error,
                 );
                 return None;
             }
         }
         self.retries += 1;
-        events::retrying(
-            self.function,
-            self.retries,
-            delay,
-            class,
-            may_have_run,
-            error,
-        );
+        failure.retrying(self.retries, delay, class, may_have_run);
         Some(delay)
+    }
+}
+
+/// `E: Display + ?Sized` as a `dyn Display`.
+struct Shown<'e, E: ?Sized>(&'e E);
+
+impl<E: Display + ?Sized> Display for Shown<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -289,7 +312,7 @@ where
     E: Display,
 {
     let started = policy.deadline.map(|_| Instant::now());
-    let error = match operation().await {
+    let error = match layers::as_attempt(operation()).await {
         Ok(value) => return Ok(value),
         Err(error) => error,
     };
@@ -306,7 +329,7 @@ where
     Box::pin(async move {
         loop {
             sleep(delay).await;
-            delay = match operation().await {
+            delay = match layers::as_attempt(operation()).await {
                 Ok(value) => {
                     retrier.succeeded();
                     return Ok(value);

@@ -2,49 +2,83 @@
 //!
 //! All events use the target `db_retry`, so `RUST_LOG=db_retry=debug` shows exactly them.
 
+use std::error::Error as StdError;
 use std::fmt::Display;
 use std::time::Duration;
 
-use crate::classify::ErrorClass;
+use crate::classify::{describe, ErrorClass};
 
-/// `retry` is the number of this retry: 1 for the second attempt.
-pub(crate) fn retrying<E: Display + ?Sized>(
+/// A failed attempt as the events show it: the function, the error, and the error in its chain
+/// that decided the class when its text is not already the error's.
+pub(crate) struct Failure<'e> {
     function: &'static str,
-    retry: u32,
-    delay: Duration,
-    class: Option<ErrorClass>,
-    may_have_run: bool,
-    error: &E,
-) {
-    tracing::warn!(
-        target: "db_retry",
-        function,
-        retry,
-        // Rounded up, as tokio's millisecond timer sleeps it.
-        delay_ms = u64::try_from(delay.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
-        class = class.map_or("custom", ErrorClass::as_str),
-        may_have_run,
-        error = %error,
-        "retrying after a transient database error"
-    );
+    error: &'e dyn Display,
+    cause: Option<String>,
 }
 
-pub(crate) fn gave_up<E: Display + ?Sized>(
-    function: &'static str,
-    attempts: u32,
-    class: Option<ErrorClass>,
-    reason: &'static str,
-    error: &E,
-) {
-    tracing::warn!(
-        target: "db_retry",
-        function,
-        attempts,
-        class = class.map_or("custom", ErrorClass::as_str),
-        reason,
-        error = %error,
-        "giving up on a transient database error"
-    );
+impl<'e> Failure<'e> {
+    pub(crate) fn new(
+        function: &'static str,
+        error: &'e dyn Display,
+        decided_by: Option<&(dyn StdError + 'static)>,
+    ) -> Self {
+        let cause = decided_by
+            .map(describe)
+            .filter(|cause| *cause != error.to_string());
+        Failure {
+            function,
+            error,
+            cause,
+        }
+    }
+
+    /// `retry` is the number of this retry: 1 for the second attempt.
+    pub(crate) fn retrying(
+        &self,
+        retry: u32,
+        delay: Duration,
+        class: Option<ErrorClass>,
+        may_have_run: bool,
+    ) {
+        tracing::warn!(
+            target: "db_retry",
+            function = self.function,
+            retry,
+            // Rounded up, as tokio's millisecond timer sleeps it.
+            delay_ms = u64::try_from(delay.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
+            class = class.map_or("custom", ErrorClass::as_str),
+            may_have_run,
+            error = %self.error,
+            cause = self.cause.as_deref(),
+            "retrying after a transient database error"
+        );
+    }
+
+    pub(crate) fn gave_up(&self, attempts: u32, class: Option<ErrorClass>, reason: &'static str) {
+        tracing::warn!(
+            target: "db_retry",
+            function = self.function,
+            attempts,
+            class = class.map_or("custom", ErrorClass::as_str),
+            reason,
+            error = %self.error,
+            cause = self.cause.as_deref(),
+            "giving up on a transient database error"
+        );
+    }
+
+    /// A retried call inside another one's attempt leaves the retrying to the outer call.
+    pub(crate) fn handed_up(&self, attempts: u32, class: Option<ErrorClass>) {
+        tracing::debug!(
+            target: "db_retry",
+            function = self.function,
+            attempts,
+            class = class.map_or("custom", ErrorClass::as_str),
+            error = %self.error,
+            cause = self.cause.as_deref(),
+            "not retrying here: this call runs inside another retried call, which retries"
+        );
+    }
 }
 
 pub(crate) fn succeeded_after_retries(function: &'static str, attempts: u32) {

@@ -31,6 +31,7 @@ mod driver;
 mod ecosystem;
 mod events;
 mod expansion;
+mod layers;
 mod policy;
 mod readiness;
 #[cfg(feature = "sqlx08")]
@@ -54,8 +55,10 @@ pub use readiness::{health, wait_until_ready, ConnectTarget, Health, PoolProbe};
 pub mod __private {
     pub use crate::connection::{Checkout, OpenTransaction, PooledConnection};
     pub use crate::expansion::{
-        clone_arg, Classifiable, ClassifyItself, ClassifyTarget, ErrorOf, RetryArg, Unclassified,
+        ArgOf, Classifiable, ClassifyItself, ClassifyTarget, CloneForAttempt,
+        EachAttemptNeedsItsOwnCopy, ErrorOf, Judged, NotCloneForAttempt, Unclassified,
     };
+    pub use crate::layers::{as_attempt, Attempt};
     pub use crate::{
         sleep, Backoff, Classify, ErrorClass, Jitter, Phase, Retrier, RetryOn, RetryPolicy, Verdict,
     };

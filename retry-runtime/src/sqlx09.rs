@@ -7,4 +7,4 @@ pub(crate) use ::sqlx;
 #[path = "sqlx_version.rs"]
 mod version;
 
-pub(crate) use version::classify_known;
+pub(crate) use version::{classify_known, describe_known};

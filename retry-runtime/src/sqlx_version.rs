@@ -38,6 +38,31 @@ pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorCl
     None
 }
 
+/// A database error of this version, named by its code and message; `None` for anything else.
+pub(crate) fn describe_known(error: &(dyn StdError + 'static)) -> Option<String> {
+    let db: &dyn sqlx::error::DatabaseError =
+        if let Some(sqlx::Error::Database(db)) = error.downcast_ref::<sqlx::Error>() {
+            db.as_ref()
+        } else if let Some(db) = error.downcast_ref::<Box<dyn sqlx::error::DatabaseError>>() {
+            db.as_ref()
+        } else {
+            return None;
+        };
+    #[cfg(feature = "mysql")]
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return Some(format!(
+            "error {} ({}): {}",
+            mysql.number(),
+            mysql.code().unwrap_or("no SQLSTATE"),
+            mysql.message()
+        ));
+    }
+    Some(match db.code() {
+        Some(code) => format!("{code}: {}", db.message()),
+        None => db.message().to_owned(),
+    })
+}
+
 fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
     use sqlx::Error;
     match error {

@@ -162,9 +162,13 @@ fn generated_code_path_reaches_through_anyhow_and_boxes() {
     // error itself is what the retry event shows.
     use db_retry_runtime::__private::{ClassifyItself as _, ClassifyTarget as _, ErrorOf};
     let wrapped = anyhow::Error::from(lost()).context("loading the user");
-    let (class, shown) = (&&ErrorOf(&wrapped)).judge();
+    let (class, shown, decided_by) = (&&ErrorOf(&wrapped)).judge();
     assert_eq!(class, ErrorClass::ConnectionLost);
     assert!(shown.to_string().starts_with("loading the user"), "{shown}");
+    assert!(
+        decided_by.is_some_and(|cause| cause.is::<sqlx::Error>()),
+        "the sqlx error in the chain decided: {decided_by:?}"
+    );
     let boxed: Box<dyn StdError + Send + Sync> = Box::new(sqlx::Error::PoolTimedOut);
     assert_eq!((&&ErrorOf(&boxed)).judge().0, ErrorClass::Connect);
     let repo = RepoError::from(sqlx::Error::RowNotFound);

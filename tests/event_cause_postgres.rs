@@ -1,0 +1,92 @@
+//! The retry event names the error that decided the class, against a real PostgreSQL: a
+//! terminated backend behind an application error whose message hides it. A test binary of its
+//! own: tracing caches which events a callsite sends, and other tests emitting the same events
+//! without a subscriber on other threads would race with this one's.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use db_retry::db_retry;
+use db_retry_test_kit::pg::{backend_pid, PgServer};
+use sqlx::{PgConnection, PgPool};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+/// An application error whose message hides its cause, as many do.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error("an error occurred with the database")]
+    Sqlx(#[from] sqlx::Error),
+}
+
+#[db_retry(max = 3, base = 1ms, jitter = none)]
+async fn read_through_app_error(
+    #[acquire] conn: &mut PgConnection,
+    server: &PgServer,
+    attempts: &AtomicU32,
+) -> Result<i32, AppError> {
+    if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+        let pid = backend_pid(conn).await;
+        server.terminate_backend(pid).await;
+    }
+    Ok(sqlx::query_scalar("SELECT 42")
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+
+impl<S: tracing::Subscriber> Layer<S> for Recorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        struct Fields(BTreeMap<String, String>);
+        impl Visit for Fields {
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(field.name().to_owned(), format!("{value:?}"));
+            }
+            fn record_str(&mut self, field: &Field, value: &str) {
+                self.0.insert(field.name().to_owned(), value.to_owned());
+            }
+        }
+        if event.metadata().target() == "db_retry" {
+            let mut fields = Fields(BTreeMap::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+}
+
+#[test]
+fn the_retry_event_names_the_error_the_wrapper_hides() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        let server = PgServer::start();
+        let pool: PgPool = server.pool(4).await;
+        let attempts = AtomicU32::new(0);
+        read_through_app_error(&pool, &server, &attempts).await
+    });
+
+    assert_eq!(answer.expect("the retry succeeds"), 42);
+    let events = recorder.0.lock().unwrap().clone();
+    let retry = events
+        .iter()
+        .find(|event| event.contains_key("retry"))
+        .unwrap_or_else(|| panic!("a retry event: {events:?}"));
+    assert_eq!(retry["error"], "an error occurred with the database");
+    assert_eq!(retry["class"], "connection_lost");
+    let cause = retry
+        .get("cause")
+        .unwrap_or_else(|| panic!("a cause: {retry:?}"));
+    assert!(
+        cause.starts_with("57P01: terminating connection due to administrator command"),
+        "the SQLSTATE and message that decided the class: {cause}"
+    );
+}
