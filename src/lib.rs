@@ -324,5 +324,7 @@ pub use db_retry_runtime::{
     MAX_RETRIES_LIMIT,
 };
 
+pub use db_retry_runtime::expansion;
+
 #[doc(hidden)]
 pub use db_retry_runtime::__private;

@@ -30,7 +30,7 @@ mod connection;
 mod driver;
 mod ecosystem;
 mod events;
-mod expansion;
+pub mod expansion;
 mod layers;
 mod policy;
 mod readiness;
