@@ -1,10 +1,16 @@
 //! An axum service whose handlers call `#[db_retry]` repository functions, with a `/health`
 //! endpoint and a startup that waits for the database instead of crashing.
 //!
+//! The split the README recommends: the attribute goes on the repository functions, which take
+//! `&PgPool` and borrowed arguments; handlers take the extractors and call them. One handler,
+//! `delete_counter`, carries the attribute itself to show that extractor patterns work there
+//! too (`Path(name): Path<String>` is taken apart once; only `name` is cloned per attempt).
+//!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres PORT=3000 cargo run --example axum_service
 //! curl localhost:3000/health
 //! curl localhost:3000/counter/hits -X POST
+//! curl localhost:3000/counter/hits -X DELETE
 //! ```
 
 use std::net::SocketAddr;
@@ -12,6 +18,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use db_retry::db_retry;
@@ -85,6 +92,37 @@ async fn post_counter(
     Ok(Json(json!({ "name": name, "hits": hits })))
 }
 
+/// The handler's error: its message hides the database error, the retry event still names it.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("the database is unavailable")]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (StatusCode::SERVICE_UNAVAILABLE, self.to_string()).into_response()
+    }
+}
+
+/// A handler with the attribute: a DELETE is idempotent, so retrying it is safe. Were it to call
+/// a `#[db_retry]` repository function, only this outer layer would retry.
+#[db_retry(deadline = 5s)]
+async fn delete_counter(
+    State(pool): State<PgPool>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let deleted = sqlx::query("DELETE FROM counters WHERE name = $1")
+        .bind(name)
+        .execute(&pool)
+        .await?;
+    Ok(if deleted.rows_affected() == 0 {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::NO_CONTENT
+    })
+}
+
 fn unavailable(error: sqlx::Error) -> (StatusCode, String) {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -122,7 +160,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .route("/health", get(health))
-        .route("/counter/{name}", get(get_counter).post(post_counter))
+        .route(
+            "/counter/{name}",
+            get(get_counter).post(post_counter).delete(delete_counter),
+        )
         .with_state(pool);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
