@@ -76,9 +76,11 @@
 //! # Observability
 //!
 //! Every retry emits a `tracing` WARN event with target `db_retry` and the fields `function`,
-//! `retry` (1 for the first retry), `delay_ms`, `class`, `may_have_run` and `error`; giving up on a transient error
-//! emits a WARN with the `reason`; success after retries emits a DEBUG event. A call that
-//! succeeds at once emits nothing, allocates nothing and, without a `deadline`, reads no clock.
+//! `retry` (1 for the first retry), `delay_ms`, `class`, `may_have_run`, `error` and `cause` (the
+//! error in the chain that decided the class, by code and message); giving up on a transient
+//! error emits a WARN with the `reason`; success after retries, and a nested retried call handing
+//! its error up to the one around it, emit DEBUG events. A call that succeeds at once emits
+//! nothing, allocates nothing and, without a `deadline`, reads no clock.
 #![warn(missing_docs)]
 
 /// Retry an `async fn` that returns `Result<T, E>` when it fails with a transient database
@@ -109,7 +111,16 @@
 ///
 /// - references (`&T`) are used as they are; `&mut T` is reborrowed for each attempt;
 /// - by-value arguments are **cloned for each attempt** (a non-`Clone` one is a compile error
-///   pointing at it). Prefer borrowing (`&str` over `String`) when the value is large.
+///   pointing at it). Prefer borrowing (`&str` over `String`) when the value is large;
+/// - a by-value argument written as a pattern (`Path(slug): Path<String>`,
+///   `Json(body): Json<T>`) is taken apart once, before the first attempt, and only what the
+///   pattern binds is cloned for each attempt, so the wrapper needs no `Clone`;
+/// - an executor (`e: impl Executor<'_, Database = Postgres>`) is a compile error: each query
+///   consumes it; take `&PgPool` or `#[acquire] conn: &mut PgConnection`.
+///
+/// One retrying layer: a `#[db_retry]` function called inside another one's attempt, on the same
+/// task, leaves to the outer call the errors the outer call retries, so nested retried
+/// functions do not multiply attempts; a spawned task is a call of its own.
 ///
 /// A `&mut` connection taken *without* `#[acquire]` is the caller's: every attempt runs on that
 /// same connection. That suits autocommit work, but inside a transaction the caller opened, a
@@ -324,7 +335,7 @@ pub use db_retry_runtime::{
     MAX_RETRIES_LIMIT,
 };
 
-pub use db_retry_runtime::expansion;
+pub use db_retry_runtime::{expansion, layers};
 
 #[doc(hidden)]
 pub use db_retry_runtime::__private;

@@ -170,6 +170,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     let private = quote!(#crate_path::__private);
     let mixed = Span::mixed_site();
     let policy_name = Ident::new("POLICY", mixed);
+    let policy_fn = Ident::new("policy", mixed);
     let retrier = Ident::new("retrier", mixed);
     let attempt = Ident::new("attempt", mixed);
     let started = Ident::new("started", mixed);
@@ -268,11 +269,11 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     let (start_clock, new_retrier) = match config.deadline {
         Some(_) => (
             quote!(let #started = #private::Instant::now();),
-            quote!(#private::Retrier::started_at(&#policy_name, #name_tokens, #started)),
+            quote!(#private::Retrier::started_at(#policy_fn(), #name_tokens, #started)),
         ),
         None => (
             quote!(),
-            quote!(#private::Retrier::new(&#policy_name, #name_tokens)),
+            quote!(#private::Retrier::new(#policy_fn(), #name_tokens)),
         ),
     };
 
@@ -296,12 +297,16 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
             #destructure
             #start_clock
             #setup
+            // The policy, checked at compile time, behind a function that takes no room in the
+            // future; its `static` is in a block of its own, as items aren't hygienic.
+            let #policy_fn = || {
+                static #policy_name: #private::RetryPolicy = #policy;
+                &#policy_name
+            };
             let mut #attempt = #closure;
-            let (mut #retrier, mut #delay) = match #private::as_attempt((&mut #attempt) #call).await {
+            let (mut #retrier, mut #delay) = match #private::as_attempt((&mut #attempt) #call, #policy_fn).await {
                 ::core::result::Result::Ok(#value) => return ::core::result::Result::Ok(#value),
                 ::core::result::Result::Err(#error) => {
-                    // In a block of its own so the body can't see it: items aren't hygienic.
-                    static #policy_name: #private::RetryPolicy = #policy;
                     let mut #retrier = #new_retrier;
                     #first_judged
                 }
@@ -311,7 +316,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
             ::std::boxed::Box::pin(async move {
                 loop {
                     #private::sleep(#delay).await;
-                    #delay = match #private::as_attempt((&mut #attempt) #call).await {
+                    #delay = match #private::as_attempt((&mut #attempt) #call, #policy_fn).await {
                         ::core::result::Result::Ok(#value) => {
                             #retrier.succeeded();
                             return ::core::result::Result::Ok(#value);

@@ -372,25 +372,45 @@ fn strip_binding_mut(pat: &mut Pat) {
 /// The type of a by-value parameter that is a database executor (`impl Executor<…>`, or a type
 /// parameter bounded by `Executor`), which each query consumes.
 fn executor_type<'t>(ty: &'t Type, generics: &syn::Generics) -> Option<&'t Type> {
+    // sqlx's `Executor<'c>` and its aliases `PgExecutor<'c>`, `MySqlExecutor<'c>`, … all take a
+    // lifetime first; a `Copy` or `Clone` executor (such as `&Pool`) can be re-used.
     let is_executor_bound = |bound: &syn::TypeParamBound| {
         matches!(bound, syn::TypeParamBound::Trait(bound)
-            if bound.path.segments.last().is_some_and(|last| last.ident == "Executor"))
+        if bound.path.segments.last().is_some_and(|last| {
+            last.ident.to_string().ends_with("Executor")
+                && matches!(&last.arguments, PathArguments::AngleBracketed(args)
+                    if matches!(args.args.first(), Some(GenericArgument::Lifetime(_))))
+        }))
+    };
+    let is_reusable_bound = |bound: &syn::TypeParamBound| {
+        matches!(bound, syn::TypeParamBound::Trait(bound)
+            if bound.path.segments.last().is_some_and(|last| last.ident == "Copy" || last.ident == "Clone"))
+    };
+    let consumed = |bounds: Vec<&syn::TypeParamBound>| {
+        bounds.iter().any(|bound| is_executor_bound(bound))
+            && !bounds.iter().any(|bound| is_reusable_bound(bound))
     };
     match ty {
-        Type::ImplTrait(imp) if imp.bounds.iter().any(is_executor_bound) => Some(ty),
+        Type::ImplTrait(imp) if consumed(imp.bounds.iter().collect()) => Some(ty),
         Type::Path(path) if path.qself.is_none() => {
             let name = path.path.get_ident()?;
-            let in_params = generics
+            // Every bound on the parameter, inline and in the `where` clause.
+            let mut bounds: Vec<&syn::TypeParamBound> = generics
                 .type_params()
-                .any(|param| param.ident == *name && param.bounds.iter().any(is_executor_bound));
-            let in_where = generics.where_clause.as_ref().is_some_and(|clause| {
-                clause.predicates.iter().any(|predicate| {
-                    matches!(predicate, syn::WherePredicate::Type(predicate)
+                .filter(|param| param.ident == *name)
+                .flat_map(|param| param.bounds.iter())
+                .collect();
+            if let Some(clause) = &generics.where_clause {
+                for predicate in &clause.predicates {
+                    if let syn::WherePredicate::Type(predicate) = predicate {
                         if matches!(&predicate.bounded_ty, Type::Path(bounded) if bounded.path.is_ident(name))
-                            && predicate.bounds.iter().any(is_executor_bound))
-                })
-            });
-            (in_params || in_where).then_some(ty)
+                        {
+                            bounds.extend(predicate.bounds.iter());
+                        }
+                    }
+                }
+            }
+            consumed(bounds).then_some(ty)
         }
         _ => None,
     }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::backoff::Schedule;
 use crate::classify::{Classify, ErrorClass};
 use crate::events;
-use crate::layers;
+use crate::layers::{self, Enclosing};
 use crate::policy::RetryPolicy;
 
 /// The judgement of one failed attempt, as the classifier made it.
@@ -60,6 +60,7 @@ pub enum Phase {
 /// The state of one call across its attempts.
 ///
 /// ```
+/// use db_retry_runtime::layers::{as_attempt, Enclosing};
 /// use db_retry_runtime::{Classify, Retrier, RetryPolicy};
 ///
 /// # async fn query() -> Result<u32, sqlx::Error> { Ok(1) }
@@ -67,7 +68,8 @@ pub enum Phase {
 /// let policy = RetryPolicy::default();
 /// let mut retrier = Retrier::new(&policy, "query");
 /// loop {
-///     let delay = match query().await {
+///     // As an attempt, so retried calls inside it leave their retrying to this loop.
+///     let delay = match as_attempt(query(), Enclosing::of(&policy)).await {
 ///         Ok(value) => {
 ///             retrier.succeeded();
 ///             return Ok(value);
@@ -211,8 +213,9 @@ impl<'p> Retrier<'p> {
         if !wanted {
             return None;
         }
-        // One retrying layer: inside another retried call's attempt, that call retries.
-        if layers::inside_another_retried_call() {
+        // One retrying layer: inside another retried call's attempt whose policy retries this
+        // error, that call retries.
+        if layers::enclosing_call_retries(class, may_have_run) {
             failure.handed_up(self.retries + 1, class);
             return None;
         }
@@ -282,7 +285,15 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Classify + Display,
 {
-    retry_with(policy, |error: &E| error.classify(), operation).await
+    retry_judged(
+        policy,
+        |retrier, error: &E| {
+            let verdict = Verdict::Class(error.classify());
+            retrier.retry_after_classified(error, error.decided_by(), verdict, Phase::Statement)
+        },
+        operation,
+    )
+    .await
 }
 
 /// [`retry`] with an explicit classifier: `classify` returns an [`ErrorClass`] (the policy
@@ -302,7 +313,7 @@ where
 pub async fn retry_with<T, E, V, C, F, Fut>(
     policy: &RetryPolicy,
     mut classify: C,
-    mut operation: F,
+    operation: F,
 ) -> Result<T, E>
 where
     C: FnMut(&E) -> V,
@@ -311,8 +322,27 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Display,
 {
+    retry_judged(
+        policy,
+        |retrier, error: &E| retrier.retry_after(error, classify(error)),
+        operation,
+    )
+    .await
+}
+
+/// The loop of [`retry`] and [`retry_with`]; `judge` decides on each failed attempt.
+async fn retry_judged<T, E, J, F, Fut>(
+    policy: &RetryPolicy,
+    mut judge: J,
+    mut operation: F,
+) -> Result<T, E>
+where
+    J: FnMut(&mut Retrier<'_>, &E) -> Option<Duration>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let started = policy.deadline.map(|_| Instant::now());
-    let error = match layers::as_attempt(operation()).await {
+    let error = match layers::as_attempt(operation(), Enclosing::of(policy)).await {
         Ok(value) => return Ok(value),
         Err(error) => error,
     };
@@ -321,7 +351,7 @@ where
         Some(started) => Retrier::started_at(policy, function, started),
         None => Retrier::new(policy, function),
     };
-    let Some(mut delay) = retrier.retry_after(&error, classify(&error)) else {
+    let Some(mut delay) = judge(&mut retrier, &error) else {
         return Err(error);
     };
     drop(error);
@@ -329,12 +359,12 @@ where
     Box::pin(async move {
         loop {
             sleep(delay).await;
-            delay = match layers::as_attempt(operation()).await {
+            delay = match layers::as_attempt(operation(), Enclosing::of(policy)).await {
                 Ok(value) => {
                     retrier.succeeded();
                     return Ok(value);
                 }
-                Err(error) => match retrier.retry_after(&error, classify(&error)) {
+                Err(error) => match judge(&mut retrier, &error) {
                     Some(delay) => delay,
                     None => return Err(error),
                 },

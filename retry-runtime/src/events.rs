@@ -13,23 +13,27 @@ use crate::classify::{describe, ErrorClass};
 pub(crate) struct Failure<'e> {
     function: &'static str,
     error: &'e dyn Display,
-    cause: Option<String>,
+    decided_by: Option<&'e (dyn StdError + 'static)>,
 }
 
 impl<'e> Failure<'e> {
     pub(crate) fn new(
         function: &'static str,
         error: &'e dyn Display,
-        decided_by: Option<&(dyn StdError + 'static)>,
+        decided_by: Option<&'e (dyn StdError + 'static)>,
     ) -> Self {
-        let cause = decided_by
-            .map(describe)
-            .filter(|cause| *cause != error.to_string());
         Failure {
             function,
             error,
-            cause,
+            decided_by,
         }
+    }
+
+    /// Described only when an event is emitted: tracing evaluates field values then, not before.
+    fn cause(&self) -> Option<String> {
+        self.decided_by
+            .map(describe)
+            .filter(|cause| *cause != self.error.to_string())
     }
 
     /// `retry` is the number of this retry: 1 for the second attempt.
@@ -49,7 +53,7 @@ impl<'e> Failure<'e> {
             class = class.map_or("custom", ErrorClass::as_str),
             may_have_run,
             error = %self.error,
-            cause = self.cause.as_deref(),
+            cause = self.cause().as_deref(),
             "retrying after a transient database error"
         );
     }
@@ -62,7 +66,7 @@ impl<'e> Failure<'e> {
             class = class.map_or("custom", ErrorClass::as_str),
             reason,
             error = %self.error,
-            cause = self.cause.as_deref(),
+            cause = self.cause().as_deref(),
             "giving up on a transient database error"
         );
     }
@@ -75,7 +79,7 @@ impl<'e> Failure<'e> {
             attempts,
             class = class.map_or("custom", ErrorClass::as_str),
             error = %self.error,
-            cause = self.cause.as_deref(),
+            cause = self.cause().as_deref(),
             "not retrying here: this call runs inside another retried call, which retries"
         );
     }

@@ -1,11 +1,11 @@
 //! One retrying layer. A retried call made while another retried call's attempt is running, on
-//! the same task, does not retry: it hands its error up, and only the outermost call retries.
-//! Otherwise a retried handler calling a retried helper would run the helper's query up to
-//! `(max + 1)²` times.
+//! the same task, leaves the retrying to that outer call when the outer call's policy would retry
+//! the error; otherwise it retries by itself. Without this a retried handler calling a retried
+//! helper would run the helper's query up to `(max + 1)²` times.
 //!
-//! Attempts mark themselves in a thread-local counter for exactly as long as they are being
-//! polled. Code nested in an attempt (on the same task) runs inside that poll and sees the mark;
-//! a spawned task is polled by the runtime on its own, outside it, and is a call of its own.
+//! An attempt publishes its call's policy in a thread-local for exactly as long as it is being
+//! polled. Code nested in the attempt (on the same task) runs inside that poll and sees it; a
+//! spawned task is polled by the runtime on its own, outside it, and is a call of its own.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -14,48 +14,114 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-thread_local! {
-    /// How many retried calls' attempts are being polled on this thread right now.
-    static ATTEMPTS_IN_POLL: Cell<u32> = const { Cell::new(0) };
+use crate::classify::ErrorClass;
+use crate::policy::{RetryOn, RetryPolicy};
+
+/// What a nested call needs to know of the call around it: which errors it retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enclosing {
+    retry_on: RetryOn,
+    idempotent: bool,
+    retries: bool,
 }
 
-pin_project! {
-    /// An attempt of a retried call: while it is polled, retried calls inside it know they are
-    /// nested.
-    pub struct Attempt<F> {
-        #[pin]
-        inner: F,
+impl Enclosing {
+    /// The part of `policy` a nested call looks at.
+    #[inline]
+    pub const fn of(policy: &RetryPolicy) -> Self {
+        Enclosing {
+            retry_on: policy.retry_on,
+            idempotent: policy.idempotent,
+            retries: policy.max_retries > 0,
+        }
+    }
+
+    /// Whether the enclosing call retries an error of `class` after which the statement may
+    /// (`may_have_run`) have taken effect.
+    fn retries(self, class: Option<ErrorClass>, may_have_run: bool) -> bool {
+        self.retries
+            && match class {
+                Some(class) => self.retry_on.covers(class) && (self.idempotent || !may_have_run),
+                // A classifier of the enclosing call's own decides there; a `bool` verdict inside
+                // gives no class to ask it about, so the inner call keeps its retries.
+                None => false,
+            }
     }
 }
 
-/// Run `inner` as an attempt of a retried call.
-#[inline]
-pub fn as_attempt<F: Future>(inner: F) -> Attempt<F> {
-    Attempt { inner }
+/// Where an attempt gets its call's policy from: the policy itself, or (in generated code) a
+/// function returning a `static`, which takes no room in the future.
+pub trait CallPolicy {
+    /// The enclosing-call summary of the policy.
+    fn enclosing(&self) -> Enclosing;
 }
 
-impl<F: Future> Future for Attempt<F> {
+impl CallPolicy for Enclosing {
+    #[inline]
+    fn enclosing(&self) -> Enclosing {
+        *self
+    }
+}
+
+impl<F: Fn() -> &'static RetryPolicy> CallPolicy for F {
+    #[inline]
+    fn enclosing(&self) -> Enclosing {
+        Enclosing::of(self())
+    }
+}
+
+thread_local! {
+    /// The policy of the retried call whose attempt is being polled on this thread, if any.
+    static ENCLOSING: Cell<Option<Enclosing>> = const { Cell::new(None) };
+}
+
+pin_project! {
+    /// An attempt of a retried call: while it is polled, retried calls inside it know which
+    /// errors the call around them retries.
+    pub struct Attempt<F, P> {
+        #[pin]
+        inner: F,
+        policy: P,
+    }
+}
+
+/// Run `inner` as an attempt of a call retried under `policy`.
+#[inline]
+pub fn as_attempt<F: Future, P: CallPolicy>(inner: F, policy: P) -> Attempt<F, P> {
+    Attempt { inner, policy }
+}
+
+impl<F: Future, P: CallPolicy> Future for Attempt<F, P> {
     type Output = F::Output;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        ATTEMPTS_IN_POLL.with(|depth| depth.set(depth.get() + 1));
-        // Unmarked however the poll ends, a panic included.
-        let _polled = Polled;
-        self.project().inner.poll(cx)
+        let this = self.project();
+        let outer = ENCLOSING
+            .try_with(|enclosing| enclosing.replace(Some(this.policy.enclosing())))
+            .ok()
+            .flatten();
+        // Restored however the poll ends, a panic included.
+        let _restore = Restore(outer);
+        this.inner.poll(cx)
     }
 }
 
-struct Polled;
+struct Restore(Option<Enclosing>);
 
-impl Drop for Polled {
+impl Drop for Restore {
     #[inline]
     fn drop(&mut self) {
-        ATTEMPTS_IN_POLL.with(|depth| depth.set(depth.get() - 1));
+        let _ = ENCLOSING.try_with(|enclosing| enclosing.set(self.0));
     }
 }
 
-/// Whether this code runs inside an attempt of another retried call, on the same task.
-pub(crate) fn inside_another_retried_call() -> bool {
-    ATTEMPTS_IN_POLL.with(|depth| depth.get() > 0)
+/// Whether this code runs inside an attempt of another retried call, on the same task, whose
+/// policy retries an error of `class`.
+pub(crate) fn enclosing_call_retries(class: Option<ErrorClass>, may_have_run: bool) -> bool {
+    ENCLOSING
+        .try_with(|enclosing| enclosing.get())
+        .ok()
+        .flatten()
+        .is_some_and(|enclosing| enclosing.retries(class, may_have_run))
 }

@@ -31,7 +31,7 @@ mod driver;
 mod ecosystem;
 mod events;
 pub mod expansion;
-mod layers;
+pub mod layers;
 mod policy;
 mod readiness;
 #[cfg(feature = "sqlx08")]
@@ -58,7 +58,7 @@ pub mod __private {
         ArgOf, Classifiable, ClassifyItself, ClassifyTarget, CloneForAttempt,
         EachAttemptNeedsItsOwnCopy, ErrorOf, Judged, NotCloneForAttempt, Unclassified,
     };
-    pub use crate::layers::{as_attempt, Attempt};
+    pub use crate::layers::{as_attempt, Attempt, Enclosing};
     pub use crate::{
         sleep, Backoff, Classify, ErrorClass, Jitter, Phase, Retrier, RetryOn, RetryPolicy, Verdict,
     };

@@ -40,14 +40,12 @@ pub(crate) fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorCl
 
 /// A database error of this version, named by its code and message; `None` for anything else.
 pub(crate) fn describe_known(error: &(dyn StdError + 'static)) -> Option<String> {
-    let db: &dyn sqlx::error::DatabaseError =
-        if let Some(sqlx::Error::Database(db)) = error.downcast_ref::<sqlx::Error>() {
-            db.as_ref()
-        } else if let Some(db) = error.downcast_ref::<Box<dyn sqlx::error::DatabaseError>>() {
-            db.as_ref()
-        } else {
-            return None;
-        };
+    let db: &dyn sqlx::error::DatabaseError = match error.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => db.as_ref(),
+        Some(sqlx::Error::Io(io)) => return Some(format!("{:?}: {io}", io.kind())),
+        Some(_) => return None,
+        None => concrete_database_error(error)?,
+    };
     #[cfg(feature = "mysql")]
     if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
         return Some(format!(
@@ -61,6 +59,28 @@ pub(crate) fn describe_known(error: &(dyn StdError + 'static)) -> Option<String>
         Some(code) => format!("{code}: {}", db.message()),
         None => db.message().to_owned(),
     })
+}
+
+/// A driver's database error of this version, however it is held.
+fn concrete_database_error<'e>(
+    error: &'e (dyn StdError + 'static),
+) -> Option<&'e dyn sqlx::error::DatabaseError> {
+    if let Some(db) = error.downcast_ref::<Box<dyn sqlx::error::DatabaseError>>() {
+        return Some(db.as_ref());
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(db) = error.downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return Some(db);
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(db) = error.downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return Some(db);
+    }
+    #[cfg(feature = "sqlite")]
+    if let Some(db) = error.downcast_ref::<sqlx::sqlite::SqliteError>() {
+        return Some(db);
+    }
+    None
 }
 
 fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {

@@ -15,4 +15,9 @@ where
     sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(e).await
 }
 
+#[db_retry]
+async fn count_pg<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(e).await
+}
+
 fn main() {}
