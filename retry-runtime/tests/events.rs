@@ -147,3 +147,67 @@ fn permanent_errors_emit_nothing() {
     assert!(result.is_err());
     assert!(events.is_empty(), "{events:?}");
 }
+
+#[test]
+fn a_nested_call_handing_its_error_up_says_so_at_debug() {
+    let policy = no_jitter(1);
+    let (result, events) = recorded(retry(&policy, || async {
+        retry(&policy, || async {
+            Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset))
+        })
+        .await
+    }));
+
+    assert!(result.is_err());
+    let handed_up: Vec<_> = events
+        .iter()
+        .filter(|event| event.fields["message"].starts_with("not retrying here"))
+        .collect();
+    assert_eq!(handed_up.len(), 2, "once per outer attempt: {events:?}");
+    assert!(handed_up
+        .iter()
+        .all(|event| event.level == tracing::Level::DEBUG));
+    assert_eq!(handed_up[0].fields["class"], "connection_lost");
+    // The outer call retried once and gave up: those are its own WARN events.
+    let warns = events
+        .iter()
+        .filter(|event| event.level == tracing::Level::WARN)
+        .count();
+    assert_eq!(warns, 2, "{events:?}");
+}
+
+#[test]
+fn the_cause_names_what_decided_the_class_when_the_message_hides_it() {
+    #[derive(Debug)]
+    struct Hidden(io::Error);
+    impl std::fmt::Display for Hidden {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an error occurred")
+        }
+    }
+    impl std::error::Error for Hidden {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let policy = no_jitter(1);
+    let mut first = true;
+    let (result, events) = recorded(retry(&policy, || {
+        let fail = std::mem::take(&mut first);
+        async move {
+            if fail {
+                Err(Hidden(io::Error::from(io::ErrorKind::ConnectionReset)))
+            } else {
+                Ok(1)
+            }
+        }
+    }));
+
+    assert_eq!(result.unwrap(), 1);
+    assert_eq!(events[0].fields["error"], "an error occurred");
+    assert!(
+        events[0].fields["cause"].starts_with("ConnectionReset"),
+        "{:?}",
+        events[0]
+    );
+}
