@@ -2,14 +2,15 @@
 //! has failed.
 //!
 //! ```text
-//! let mut attempt = async || { <rebind args>; <the user's block> };
-//! let (mut retrier, mut delay) = match attempt().await {
+//! let Path(slug) = __db_retry_arg0;          // pattern arguments, taken apart once
+//! let policy = || { static POLICY = …; &POLICY };  // checked at compile time; zero-sized
+//! let mut attempt = async || { <clone or reborrow args>; <the user's block> };
+//! let (mut retrier, mut delay) = match as_attempt(attempt(), policy).await {
 //!     Ok(value) => return Ok(value),
 //!     Err(error) => {
-//!         static POLICY = …;  // checked at compile time
-//!         let mut retrier = Retrier::new(&POLICY, "path::to::fn");
+//!         let mut retrier = Retrier::new(policy(), "path::to::fn");
 //!         <classify error; release the attempt's connection, closing it if broken>
-//!         match retrier.retry_after(&error, verdict) {
+//!         match retrier.retry_after_classified(&error, decided_by, verdict, phase) {
 //!             Some(delay) => (retrier, delay),  // the error is dropped here, before any sleep
 //!             None => return Err(error),
 //!         }
@@ -18,11 +19,14 @@
 //! Box::pin(async move {
 //!     loop {
 //!         sleep(delay).await;
-//!         delay = match attempt().await { Ok(value) => return Ok(value), Err(error) => <judge> };
+//!         delay = match as_attempt(attempt(), policy).await { Ok(value) => return Ok(value), Err(error) => <judge> };
 //!     }
 //! })
 //! .await
 //! ```
+//!
+//! `as_attempt` publishes the call's policy while the attempt is polled, so a retried call
+//! nested inside leaves to this one the errors it retries.
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
