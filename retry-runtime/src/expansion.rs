@@ -54,7 +54,7 @@ impl<T> NotCloneForAttempt<T> for ArgOf<'_, T> {
 #[diagnostic::on_unimplemented(
     message = "#[db_retry] runs the body again on each retry and needs a fresh `{Self}` for every attempt, but `{Self}` is not `Clone`",
     label = "each attempt needs its own copy of this argument",
-    note = "derive or implement `Clone` for `{Self}` (for a wrapper such as `Json<T>`, for the type inside it)",
+    note = "make `{Self}` `Clone`: derive or implement `Clone` for it and for every type inside it that is not (for `Json<T>`, that is `T`)",
     note = "or take it by reference, or in a handler move the queries into a repository function that takes `&{Self}` (or just the fields it needs) and put #[db_retry] there"
 )]
 pub trait EachAttemptNeedsItsOwnCopy: sealed::Nothing {}

@@ -12,7 +12,11 @@ struct Duration;
 struct Retrier;
 struct RetryPolicy;
 fn sleep() {}
-fn clone_arg() {}
+fn as_attempt() {}
+struct ArgOf;
+struct Checkout;
+struct ErrorOf;
+trait CloneForAttempt {}
 fn acquire() {}
 fn begin() {}
 

@@ -16,6 +16,8 @@ async fn user_names(
     verdict: bool,
     connection: &str,
     fake_return: (),
+    (attempt, policy): (u8, u8),
+    (class, shown, decided_by): (u8, u8, u8),
 ) -> Result<String, sqlx::Error> {
     let _ = (
         retrier,
@@ -26,6 +28,11 @@ async fn user_names(
         connection,
         fake_return,
         POLICY,
+        attempt,
+        policy,
+        class,
+        shown,
+        decided_by,
     );
     sqlx::query_scalar("SELECT $1")
         .bind(error)
