@@ -24,18 +24,19 @@ use axum::{Json, Router};
 use db_retry::db_retry;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
-/// Counters keyed by name: an upsert, so a retry after a lost connection may count twice only if
-/// we let it — `idempotent = false` says we don't.
+/// Counters keyed by name: an increment must not run twice. `idempotent = false` on an
+/// `#[acquire]` function retries only failures while getting the connection; once the statement
+/// may have been sent, the error goes to the caller.
 #[db_retry(idempotent = false, deadline = 5s)]
-async fn bump(pool: &PgPool, name: &str) -> Result<i64, sqlx::Error> {
+async fn bump(#[acquire] conn: &mut PgConnection, name: &str) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO counters (name, hits) VALUES ($1, 1)
          ON CONFLICT (name) DO UPDATE SET hits = counters.hits + 1 RETURNING hits",
     )
     .bind(name)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
 }
 

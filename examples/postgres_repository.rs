@@ -59,8 +59,9 @@ impl UserRepo {
             .ok_or(RepoError::NotFound(id))
     }
 
-    /// An owned argument: cloned for each attempt, as the attribute's docs explain.
-    #[db_retry(idempotent = false)]
+    /// An owned argument: cloned for each attempt, as the attribute's docs explain. Setting a
+    /// name to a given value twice leaves the same row, so it may be retried as it is.
+    #[db_retry]
     async fn rename(&self, id: i64, new_name: String) -> Result<(), RepoError> {
         let updated = sqlx::query("UPDATE repo_users SET name = $1 WHERE id = $2")
             .bind(&new_name)

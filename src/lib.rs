@@ -248,16 +248,24 @@
 ///
 /// # `idempotent`
 ///
-/// When a connection breaks mid-statement, the statement may have run. With
-/// `idempotent = false`, such an error ([`ErrorClass::ConnectionLost`] outside a transaction, or
-/// during COMMIT) is returned instead of retried. Errors reported before anything ran (connect
-/// failures, contention) are still retried.
+/// When a connection breaks mid-statement, the statement may have run; and once an attempt has
+/// run one statement outside a transaction, a later failure leaves that one applied. With
+/// `idempotent = false` the attribute judges the *attempt*, not the failed statement, by where
+/// it stands:
+/// - `#[transaction]`: a failure in the body is retried (the server rolled the whole attempt
+///   back); a lost connection during COMMIT is not (the outcome is unknown);
+/// - `#[acquire]`: only failures while getting the connection are retried;
+/// - a function that takes a pool: the attribute cannot see what ran, so `idempotent = false`
+///   there is a compile error that says to use one of the two above.
+///
+/// A classifier returning `bool` cannot overrule this. Writes that must not repeat belong in
+/// `#[transaction]`.
 ///
 /// ```
-/// # use db_retry::db_retry; use sqlx::SqlitePool;
+/// # use db_retry::db_retry; use sqlx::SqliteConnection;
 /// #[db_retry(idempotent = false)]
-/// async fn append_event(pool: &SqlitePool, kind: &str) -> Result<(), sqlx::Error> {
-///     sqlx::query("INSERT INTO events (kind) VALUES (?)").bind(kind).execute(pool).await?;
+/// async fn append_event(#[acquire] conn: &mut SqliteConnection, kind: &str) -> Result<(), sqlx::Error> {
+///     sqlx::query("INSERT INTO events (kind) VALUES (?)").bind(kind).execute(&mut *conn).await?;
 ///     Ok(())
 /// }
 /// ```

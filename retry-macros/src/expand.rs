@@ -69,6 +69,27 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
             return strip_and_report(func, error);
         }
     };
+    // `idempotent = false` needs to see where an attempt stands; a function that takes a pool
+    // hides that.
+    if let (Some(at), ConnectionMode::FromBody) = (config.not_idempotent_at, &plan.connection_mode)
+    {
+        let error = syn::Error::new(
+            at,
+            "`idempotent = false` needs to know what an attempt has already applied, and a \
+             function that takes its connections from a pool hides that: take the connection \
+             with `#[acquire] conn: &mut PgConnection` (then only failures while getting it are \
+             retried) or `#[transaction] tx: &mut PgConnection` (the server rolls a failed \
+             attempt back, so it is retried whole)",
+        );
+        let error = match args_error {
+            Some(mut args_error) => {
+                args_error.combine(error);
+                args_error
+            }
+            None => error,
+        };
+        return strip_and_report(func, error);
+    }
     if plan.boxed {
         match async_trait_body(&rewritten.block, &plan, &config.crate_path) {
             Ok(inner) => *rewritten.block = inner,

@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub jitter: Jitter,
     pub deadline: Option<Duration>,
     pub idempotent: bool,
+    /// Where `idempotent = false` was written, if it was.
+    pub not_idempotent_at: Option<Span>,
     pub crate_path: Path,
 }
 
@@ -60,6 +62,11 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
         jitter: schedule.jitter,
         deadline: schedule.deadline,
         idempotent: schedule.idempotent,
+        not_idempotent_at: args
+            .idempotent
+            .as_ref()
+            .filter(|idempotent| !idempotent.value)
+            .map(|idempotent| idempotent.span),
         crate_path: args.crate_path.unwrap_or_else(|| {
             let mut path: Path = parse_quote!(::db_retry);
             path.segments[0].ident.set_span(Span::call_site());

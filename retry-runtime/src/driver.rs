@@ -25,8 +25,8 @@ use crate::policy::RetryPolicy;
 pub enum Verdict {
     /// The error's class; the policy decides whether it is retried.
     Class(ErrorClass),
-    /// A user classifier's yes or no; the policy's `on` doesn't apply, and `idempotent = false`
-    /// applies only to a failed COMMIT, whose outcome is unknown whatever the classifier says.
+    /// A user classifier's yes or no; the policy's `on` doesn't apply, and it cannot overrule
+    /// `idempotent = false` once the attempt may have applied something.
     Retry(bool),
 }
 
@@ -187,27 +187,40 @@ impl<'p> Retrier<'p> {
         phase: Phase,
     ) -> Option<Duration> {
         let failure = events::Failure::new(self.function, error, decided_by);
+        // `idempotent = false` judges the attempt, not the failed statement: once the body has
+        // its connection outside a transaction (a pool function, or `#[acquire]` after the
+        // acquire), earlier statements of the attempt may have taken effect, whatever this
+        // error says about the last one. Inside a transaction the server rolled everything
+        // back; while getting the connection nothing was sent; during COMMIT only a lost
+        // connection leaves the outcome unknown.
         let (class, may_have_run, wanted) = match verdict {
             Verdict::Class(class) => {
                 let may_have_run =
                     class.may_have_run() && matches!(phase, Phase::Statement | Phase::Commit);
-                let wanted =
-                    self.policy.retry_on.covers(class) && (self.policy.idempotent || !may_have_run);
-                if class.is_transient() && !wanted && self.policy.retry_on.covers(class) {
+                let attempt_may_have_applied = match phase {
+                    Phase::Acquire | Phase::Transaction => false,
+                    Phase::Statement => true,
+                    Phase::Commit => class.may_have_run(),
+                };
+                let covered = self.policy.retry_on.covers(class);
+                let wanted = covered && (self.policy.idempotent || !attempt_may_have_applied);
+                if class.is_transient() && covered && !wanted {
                     failure.gave_up(
                         self.retries + 1,
                         Some(class),
-                        "the statement may have run and the function is not idempotent",
+                        "the attempt may have taken effect and the function is not idempotent",
                     );
                 }
                 (Some(class), may_have_run, wanted)
             }
-            // A user classifier decides, except that it cannot overrule `idempotent = false` for
-            // a COMMIT whose outcome is unknown: that would risk applying the transaction twice.
+            // A user classifier decides whether the error is worth retrying, but it cannot
+            // overrule `idempotent = false`: it does not know what the attempt had applied.
             Verdict::Retry(retry) => (
                 None,
                 phase == Phase::Commit,
-                retry && (self.policy.idempotent || phase != Phase::Commit),
+                retry
+                    && (self.policy.idempotent
+                        || matches!(phase, Phase::Acquire | Phase::Transaction)),
             ),
         };
         if !wanted {
@@ -262,7 +275,9 @@ pub async fn sleep(delay: Duration) {
 /// of retries; the function form of `#[db_retry]`.
 ///
 /// Each attempt calls `operation` again, so the closure should acquire what it needs (take the
-/// pool, not a connection).
+/// pool, not a connection). It cannot see what an attempt has applied, so under a policy with
+/// `idempotent(false)` it retries nothing; a `Retrier` driven by hand can say where an attempt
+/// stands with [`Retrier::retry_after_in_phase`].
 ///
 /// ```no_run
 /// use db_retry_runtime::{retry, RetryPolicy};

@@ -97,8 +97,10 @@ impl RetryPolicy {
         self.idempotent
     }
 
-    /// Whether an error of `class` is retried under this policy (ignoring the attempt count and
-    /// deadline).
+    /// Whether this policy retries an error of `class` by the class alone: covered by `on`, and
+    /// not a lost connection (which may have run the statement) unless the policy is
+    /// idempotent. Ignores the attempt count and the deadline, and where the attempt stood: with
+    /// `idempotent(false)` that decides too (see [`crate::Retrier::retry_after_in_phase`]).
     pub fn retries_class(&self, class: ErrorClass) -> bool {
         self.retry_on.covers(class) && (self.idempotent || !class.may_have_run())
     }

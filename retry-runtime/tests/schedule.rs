@@ -438,20 +438,43 @@ async fn non_idempotent_call_does_not_retry_a_lost_connection() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn non_idempotent_call_still_retries_contention_and_connect_errors() {
+async fn non_idempotent_call_retries_nothing_once_its_body_runs_outside_a_transaction() {
+    // `retry` sees a body that runs statements on its own: an earlier statement of the attempt
+    // may have taken effect whatever the failing one says, so nothing is retried.
     let policy = no_jitter()
         .idempotent(false)
         .max_retries(2)
         .build()
         .unwrap();
     let run = always_failing(&policy, |_| serialization_failure()).await;
-    assert_eq!(run.attempts(), 3);
+    assert_eq!(run.attempts(), 1);
     let run = always_failing(&policy, |_| sqlx::Error::PoolTimedOut).await;
-    assert_eq!(run.attempts(), 3);
+    assert_eq!(run.attempts(), 1);
+}
+
+#[test]
+fn non_idempotent_attempts_are_judged_by_where_they_stand() {
+    let policy = no_jitter().idempotent(false).build().unwrap();
+    let judge = |error: &sqlx::Error, phase| {
+        Retrier::new(&policy, "phase")
+            .retry_after_in_phase(error, Verdict::Class(error.classify()), phase)
+            .is_some()
+    };
+    // Getting the connection: nothing was sent.
+    assert!(judge(&sqlx::Error::PoolTimedOut, Phase::Acquire));
+    assert!(judge(&unexpected_eof(), Phase::Acquire));
+    // In a transaction: the server rolled the attempt back.
+    assert!(judge(&serialization_failure(), Phase::Transaction));
+    // After the body had its connection, outside a transaction: never.
+    assert!(!judge(&serialization_failure(), Phase::Statement));
+    assert!(!judge(&sqlx::Error::PoolTimedOut, Phase::Statement));
+    // At COMMIT: a serialization failure rolled back; a lost connection is ambiguous.
+    assert!(judge(&serialization_failure(), Phase::Commit));
+    assert!(!judge(&unexpected_eof(), Phase::Commit));
 }
 
 #[tokio::test(start_paused = true)]
-async fn boolean_classifier_overrides_idempotency() {
+async fn a_boolean_classifier_cannot_overrule_idempotency() {
     let policy = no_jitter()
         .idempotent(false)
         .max_retries(2)
@@ -468,11 +491,24 @@ async fn boolean_classifier_overrides_idempotency() {
     )
     .await;
     assert!(result.is_err());
-    assert_eq!(attempts, 3);
+    assert_eq!(attempts, 1, "the attempt may have applied something");
+
+    let relaxed = no_jitter().max_retries(2).build().unwrap();
+    let mut attempts = 0;
+    let _ = retry_with(
+        &relaxed,
+        |_: &sqlx::Error| Verdict::Retry(true),
+        || {
+            attempts += 1;
+            async { Err::<(), _>(unexpected_eof()) }
+        },
+    )
+    .await;
+    assert_eq!(attempts, 3, "an idempotent function's classifier decides");
 
     let mut attempts = 0;
     let _ = retry_with(
-        &policy,
+        &relaxed,
         |_: &sqlx::Error| false,
         || {
             attempts += 1;

@@ -519,10 +519,13 @@ async fn permanent_errors_run_exactly_once() {
 }
 
 #[db_retry(idempotent = false, max = 3, base = 1ms)]
-async fn append_event(pool: &PgPool, attempts: &AtomicU32) -> Result<(), sqlx::Error> {
+async fn append_event(
+    #[acquire] conn: &mut PgConnection,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
     attempts.fetch_add(1, Ordering::Relaxed);
     sqlx::query("INSERT INTO events (kind) VALUES ('signup')")
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

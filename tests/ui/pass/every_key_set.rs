@@ -1,5 +1,5 @@
 use db_retry::db_retry;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 #[db_retry(
     max = 5,
@@ -12,10 +12,10 @@ use sqlx::PgPool;
     idempotent = false,
     crate = db_retry,
 )]
-async fn every_key(pool: &PgPool, id: i64) -> Result<u64, sqlx::Error> {
+async fn every_key(#[acquire] conn: &mut PgConnection, id: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query("UPDATE users SET visits = visits + 1 WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
 }
