@@ -29,10 +29,13 @@
 //! | class | meaning | retried by `on =` |
 //! |---|---|---|
 //! | [`Connect`](ErrorClass::Connect) | never reached the server, or it refused the session; nothing ran | `transient`, `connection` |
-//! | [`ConnectionLost`](ErrorClass::ConnectionLost) | the connection broke; the statement may have run | `transient`, `connection` (only with `idempotent = true`) |
+//! | [`ConnectionLost`](ErrorClass::ConnectionLost) | the connection broke; the statement may have run | `transient`, `connection` |
 //! | [`Contention`](ErrorClass::Contention) | rolled back because of concurrency; nothing took effect | `transient`, `contention` |
 //! | [`Unavailable`](ErrorClass::Unavailable) | overloaded, failing, or read-only after a failover | `transient`, `connection` |
 //! | [`Permanent`](ErrorClass::Permanent) | anything else | never |
+//!
+//! With `idempotent = false`, where the attempt stood decides too: see the attribute's
+//! `idempotent` docs.
 //!
 //! Errors are classified through [`Classify`], implemented for every `std::error::Error +
 //! 'static`: the error and its `source()` chain are searched for a `sqlx::Error` (of sqlx 0.9
@@ -95,7 +98,7 @@
 ///     cap = 5s,              // ceiling of any single delay
 ///     jitter = full,         // full | equal | decorrelated | none
 ///     deadline = 30s,        // optional: no new attempt starts once this much time has passed
-///     idempotent = true,     // false: never retry an error after which the statement may have run
+///     idempotent = true,     // false: never re-run an attempt that may have applied something
 ///     crate = db_retry,      // path of this crate, for crates that re-export it
 /// )]
 /// ```
@@ -315,7 +318,10 @@
 /// attempt acquires a connection, `BEGIN`s, runs the body, and `COMMIT`s on `Ok` (rolls back on
 /// `Err`). Serialization failures and deadlocks retry the whole transaction; a connection lost
 /// inside the transaction is safe to retry because the server rolled it back. Only a failure
-/// *during* COMMIT is ambiguous, and it is retried only with `idempotent = true`.
+/// *during* COMMIT is ambiguous (unless the server reported a rollback, such as a 40001 at
+/// COMMIT), and it is retried only with `idempotent = true`. The rollback covers what went
+/// through the transaction's connection only: mail sent, a service called or another pool's
+/// connection written to in the body are not undone.
 ///
 /// ```
 /// # use db_retry::db_retry; use sqlx::SqliteConnection;

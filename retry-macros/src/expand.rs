@@ -79,15 +79,10 @@ pub(crate) fn db_retry(args: TokenStream, item: TokenStream) -> TokenStream {
              function that takes its connections from a pool hides that: take the connection \
              with `#[acquire] conn: &mut PgConnection` (then only failures while getting it are \
              retried) or `#[transaction] tx: &mut PgConnection` (the server rolls a failed \
-             attempt back, so it is retried whole)",
+             attempt back, so it is retried whole), with your driver's connection type; with a \
+             pool db-retry cannot take connections from (SeaORM, deadpool), make the write \
+             idempotent or set `max = 0`",
         );
-        let error = match args_error {
-            Some(mut args_error) => {
-                args_error.combine(error);
-                args_error
-            }
-            None => error,
-        };
         return strip_and_report(func, error);
     }
     if plan.boxed {

@@ -124,7 +124,8 @@ fn explain(error: &PolicyError, args: &Args) -> syn::Error {
 
 /// What to rewrite the function with when the attribute has an error (so callers still see the
 /// signature they expect): the default schedule, but the `on` and `crate` that did parse, as they
-/// decide whether the rewritten function type-checks.
+/// decide whether the rewritten function type-checks. `idempotent` is left out: its own check
+/// would only add a second error to the first.
 pub(crate) fn fallback(args: Args) -> Config {
     let args = Args {
         on: args.on,

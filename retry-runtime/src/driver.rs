@@ -47,13 +47,16 @@ impl From<bool> for Verdict {
 pub enum Phase {
     /// Getting the attempt's connection: nothing has been sent yet, so nothing ran.
     Acquire,
-    /// A statement on its own (autocommit): a lost connection leaves it ambiguous.
+    /// The body has its connection outside a transaction: a lost connection leaves the failing
+    /// statement ambiguous, and earlier statements of the attempt may have taken effect, so a
+    /// policy with `idempotent(false)` retries nothing here.
     #[default]
     Statement,
     /// Inside an open transaction, before COMMIT was sent: the server rolls it back when the
     /// connection dies, so nothing took effect.
     Transaction,
-    /// During COMMIT: a lost connection leaves the outcome unknown.
+    /// During COMMIT: only a rollback the server reports (contention) is certain; any other
+    /// failure leaves the outcome unknown.
     Commit,
 }
 
@@ -200,7 +203,9 @@ impl<'p> Retrier<'p> {
                 let attempt_may_have_applied = match phase {
                     Phase::Acquire | Phase::Transaction => false,
                     Phase::Statement => true,
-                    Phase::Commit => class.may_have_run(),
+                    // Only a rollback the server reported is certain; any failure of the
+                    // connection itself may have followed the commit.
+                    Phase::Commit => class != ErrorClass::Contention,
                 };
                 let covered = self.policy.retry_on.covers(class);
                 let wanted = covered && (self.policy.idempotent || !attempt_may_have_applied);
@@ -228,7 +233,7 @@ impl<'p> Retrier<'p> {
         }
         // One retrying layer: inside another retried call's attempt whose policy retries this
         // error, that call retries.
-        if layers::enclosing_call_retries(class, may_have_run) {
+        if layers::enclosing_call_retries(class) {
             failure.handed_up(self.retries + 1, class);
             return None;
         }

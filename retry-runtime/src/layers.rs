@@ -36,12 +36,16 @@ impl Enclosing {
         }
     }
 
-    /// Whether the enclosing call retries an error of `class` after which the statement may
-    /// (`may_have_run`) have taken effect.
-    fn retries(self, class: Option<ErrorClass>, may_have_run: bool) -> bool {
+    /// Whether the enclosing call certainly retries an error of `class` that ends its attempt.
+    ///
+    /// A call that is not idempotent re-runs an attempt only where nothing of it can have taken
+    /// effect, which the nested call cannot see, so it is never counted on: the nested call
+    /// keeps its own retries.
+    fn retries(self, class: Option<ErrorClass>) -> bool {
         self.retries
+            && self.idempotent
             && match class {
-                Some(class) => self.retry_on.covers(class) && (self.idempotent || !may_have_run),
+                Some(class) => self.retry_on.covers(class),
                 // A classifier of the enclosing call's own decides there; a `bool` verdict inside
                 // gives no class to ask it about, so the inner call keeps its retries.
                 None => false,
@@ -118,10 +122,10 @@ impl Drop for Restore {
 
 /// Whether this code runs inside an attempt of another retried call, on the same task, whose
 /// policy retries an error of `class`.
-pub(crate) fn enclosing_call_retries(class: Option<ErrorClass>, may_have_run: bool) -> bool {
+pub(crate) fn enclosing_call_retries(class: Option<ErrorClass>) -> bool {
     ENCLOSING
         .try_with(|enclosing| enclosing.get())
         .ok()
         .flatten()
-        .is_some_and(|enclosing| enclosing.retries(class, may_have_run))
+        .is_some_and(|enclosing| enclosing.retries(class))
 }

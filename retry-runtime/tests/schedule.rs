@@ -468,9 +468,13 @@ fn non_idempotent_attempts_are_judged_by_where_they_stand() {
     // After the body had its connection, outside a transaction: never.
     assert!(!judge(&serialization_failure(), Phase::Statement));
     assert!(!judge(&sqlx::Error::PoolTimedOut, Phase::Statement));
-    // At COMMIT: a serialization failure rolled back; a lost connection is ambiguous.
+    // At COMMIT: a serialization failure rolled back; a lost connection is ambiguous, and so
+    // is any other failure of the connection, even one that usually means "never connected".
     assert!(judge(&serialization_failure(), Phase::Commit));
     assert!(!judge(&unexpected_eof(), Phase::Commit));
+    let unreachable = sqlx::Error::Io(io::Error::from(io::ErrorKind::HostUnreachable));
+    assert!(!judge(&unreachable, Phase::Commit));
+    assert!(!judge(&sqlx::Error::PoolTimedOut, Phase::Commit));
 }
 
 #[tokio::test(start_paused = true)]
