@@ -1,7 +1,8 @@
 //! `idempotent = false` judges the attempt, not the failed statement, against a real
 //! PostgreSQL: an `#[acquire]` body that inserted and then hit a (real-server) 40P01 is not run
-//! again, a `#[transaction]` body is retried whole because the server rolled it back, and a
-//! failure while getting the connection is still retried.
+//! again, a `#[transaction]` body is retried whole because the server rolled it back (also when
+//! the server reports the rollback at COMMIT, from a deferred trigger), a deferred constraint
+//! failing the COMMIT runs once, and a failure while getting the connection is still retried.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -145,4 +146,120 @@ async fn a_failure_while_getting_the_connection_is_still_retried() {
         "the body ran once: the failed acquires never reached it"
     );
     assert_eq!(count(&pool).await, 1);
+}
+
+/// A deferred constraint trigger that fails the first COMMIT with 40001 (a sequence, which
+/// transactions do not roll back, counts the commits it has seen).
+async fn fail_first_commit_with_serialization_failure(server: &PgServer) {
+    server
+        .exec_admin(
+            "CREATE SEQUENCE commits_seen;
+             CREATE FUNCTION fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF nextval('commits_seen') = 1 THEN
+                     RAISE EXCEPTION 'conflict at commit' USING ERRCODE = '40001';
+                 END IF;
+                 RETURN NULL;
+             END $$;
+             CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON events
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_first_commit();",
+        )
+        .await;
+}
+
+#[db_retry(idempotent = false, max = 3, base = 1ms)]
+async fn insert_in_transaction(
+    #[transaction] tx: &mut PgConnection,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    attempts.fetch_add(1, Ordering::SeqCst);
+    sqlx::query("INSERT INTO events (kind) VALUES ('signup')")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_the_server_reports_at_commit_is_retried_even_when_not_idempotent() {
+    let server = PgServer::start();
+    events_table(&server).await;
+    fail_first_commit_with_serialization_failure(&server).await;
+    let pool: PgPool = server.pool(2).await;
+    let attempts = AtomicU32::new(0);
+
+    insert_in_transaction(&pool, &attempts)
+        .await
+        .expect("the second COMMIT lands");
+
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "40001 at COMMIT, then a retry"
+    );
+    assert_eq!(count(&pool).await, 1, "the first attempt was rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_at_commit_runs_once() {
+    let server = PgServer::start();
+    server
+        .exec_admin(
+            "CREATE TABLE events (id bigserial PRIMARY KEY, kind text NOT NULL,
+                 CONSTRAINT one_signup UNIQUE (kind) DEFERRABLE INITIALLY DEFERRED);
+             INSERT INTO events (kind) VALUES ('signup');",
+        )
+        .await;
+    let pool: PgPool = server.pool(2).await;
+    let attempts = AtomicU32::new(0);
+
+    let error = insert_in_transaction(&pool, &attempts)
+        .await
+        .expect_err("the deferred unique constraint fails the COMMIT");
+
+    assert_eq!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("23505")
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(count(&pool).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_connection_cannot_be_had_yet_is_retried_even_when_not_idempotent() {
+    let server = PgServer::start();
+    events_table(&server).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(100))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        drop(held);
+    });
+    let attempts = AtomicU32::new(0);
+    let started = std::time::Instant::now();
+
+    insert_in_transaction_patiently(&pool, &attempts)
+        .await
+        .expect("a later acquire succeeds");
+    holder.await.unwrap();
+
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "the body ran once");
+    assert_eq!(count(&pool).await, 1);
+}
+
+#[db_retry(idempotent = false, max = 5, base = 100ms, jitter = none, backoff = fixed)]
+async fn insert_in_transaction_patiently(
+    #[transaction] tx: &mut PgConnection,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    attempts.fetch_add(1, Ordering::SeqCst);
+    sqlx::query("INSERT INTO events (kind) VALUES ('signup')")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
