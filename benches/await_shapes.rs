@@ -16,26 +16,12 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
 use db_retry::__private as expansion;
 use db_retry::db_retry;
-
-/// Polls `F` through a call that is never inlined.
-struct OutOfLine<F>(F);
-
-impl<F: Future> Future for OutOfLine<F> {
-    type Output = F::Output;
-
-    #[inline(never)]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: the field is pinned whenever `self` is: it is never moved out of, and
-        // `OutOfLine` has no `Drop` impl and no `Unpin` impl of its own.
-        unsafe { self.map_unchecked_mut(|this| &mut this.0) }.poll(cx)
-    }
-}
+use db_retry_test_kit::bench::{median_ns, OutOfLine};
 
 type Outcome = Result<u64, sqlx::Error>;
 
@@ -170,23 +156,6 @@ fn bench(c: &mut Criterion) {
     bench_group!(c, &runtime, inlined, std::convert::identity);
 }
 
-/// Criterion's point estimate of the median, in ns, from this run's output directory.
-fn median_ns(group: &str, name: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let text = std::fs::read_to_string(
-        dir.join("criterion")
-            .join(group)
-            .join(name)
-            .join("new/estimates.json"),
-    )
-    .ok()?;
-    let median = text.split("\"median\"").nth(1)?;
-    let point = median.split("\"point_estimate\":").nth(1)?;
-    point.split([',', '}']).next()?.trim().parse().ok()
-}
-
 fn report() {
     use out_of_line::*;
     let sizes = [
@@ -200,8 +169,10 @@ fn report() {
     println!();
     println!("| shape | out of line: ns/call | over plain | inlined: ns/call | over plain | future size (bytes) |");
     println!("|---|---|---|---|---|---|");
-    let cell = |group: &str, name: &str| match (median_ns(group, name), median_ns(group, NAMES[0]))
-    {
+    let cell = |group: &str, name: &str| match (
+        median_ns(MANIFEST_DIR, group, name),
+        median_ns(MANIFEST_DIR, group, NAMES[0]),
+    ) {
         (Some(ns), Some(base)) => (format!("{ns:.2}"), format!("{:+.2}", ns - base)),
         _ => ("n/a".to_owned(), "n/a".to_owned()),
     };
@@ -214,6 +185,9 @@ fn report() {
         );
     }
 }
+
+/// Where criterion writes this run's estimates.
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 criterion_group!(benches, bench);
 

@@ -17,24 +17,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use criterion::{criterion_group, Criterion};
 use db_retry::db_retry;
-
-/// Polls `F` through a call that is never inlined: the out-of-line boundary every variant of
-/// the `out_of_line` group gets.
-struct OutOfLine<F>(F);
-
-impl<F: std::future::Future> std::future::Future for OutOfLine<F> {
-    type Output = F::Output;
-
-    #[inline(never)]
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        // SAFETY: the field is pinned whenever `self` is: it is never moved out of, and
-        // `OutOfLine` has no `Drop` impl and no `Unpin` impl of its own.
-        unsafe { self.map_unchecked_mut(|this| &mut this.0) }.poll(cx)
-    }
-}
+use db_retry_test_kit::bench::{median_ns, OutOfLine};
 
 struct CountingAlloc;
 
@@ -149,22 +132,6 @@ where
     })
 }
 
-/// Criterion's point estimate of the median, in ns, from this run's output directory.
-fn median_ns(group: &str, name: &str) -> Option<f64> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = dir
-        .join("criterion")
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let median = text.split("\"median\"").nth(1)?;
-    let point = median.split("\"point_estimate\":").nth(1)?;
-    point.split([',', '}']).next()?.trim().parse().ok()
-}
-
 fn report() {
     use out_of_line::*;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -187,8 +154,8 @@ fn report() {
     println!("| variant | out of line: ns/call | ratio | +ns | inlined: ns/call | ratio | +ns | future size (bytes) | allocations/call |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let cell = |group: &str, name: &str| {
-        let ns = median_ns(group, name);
-        let (ratio, extra) = match (ns, median_ns(group, NAMES[0])) {
+        let ns = median_ns(MANIFEST_DIR, group, name);
+        let (ratio, extra) = match (ns, median_ns(MANIFEST_DIR, group, NAMES[0])) {
             (Some(ns), Some(base)) if base > 0.0 => {
                 (format!("{:.2}", ns / base), format!("{:+.2}", ns - base))
             }
@@ -209,6 +176,9 @@ fn report() {
         );
     }
 }
+
+/// Where criterion writes this run's estimates.
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 criterion_group!(benches, bench);
 
