@@ -98,6 +98,23 @@ async fn a_transaction_body_is_retried_whole_because_the_server_rolled_it_back()
     );
 }
 
+/// A pool of one connection, held elsewhere for 350 ms while each acquire gives up after 100 ms:
+/// the first acquires time out. The task returned releases the connection.
+async fn pool_busy_for_350ms(server: &PgServer) -> (PgPool, tokio::task::JoinHandle<()>) {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(100))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        drop(held);
+    });
+    (pool, holder)
+}
+
 #[db_retry(idempotent = false, max = 5, base = 100ms, jitter = none, backoff = fixed)]
 async fn insert_once(
     #[acquire] conn: &mut PgConnection,
@@ -114,18 +131,7 @@ async fn insert_once(
 async fn a_failure_while_getting_the_connection_is_still_retried() {
     let server = PgServer::start();
     events_table(&server).await;
-    // One connection, held elsewhere for a while: the first acquires time out.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_millis(100))
-        .connect(&server.url())
-        .await
-        .unwrap();
-    let held = pool.acquire().await.unwrap();
-    let holder = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        drop(held);
-    });
+    let (pool, holder) = pool_busy_for_350ms(&server).await;
     let attempts = AtomicU32::new(0);
     let started = std::time::Instant::now();
 
@@ -228,17 +234,7 @@ async fn a_permanent_error_at_commit_runs_once() {
 async fn a_transaction_whose_connection_cannot_be_had_yet_is_retried_even_when_not_idempotent() {
     let server = PgServer::start();
     events_table(&server).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_millis(100))
-        .connect(&server.url())
-        .await
-        .unwrap();
-    let held = pool.acquire().await.unwrap();
-    let holder = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        drop(held);
-    });
+    let (pool, holder) = pool_busy_for_350ms(&server).await;
     let attempts = AtomicU32::new(0);
     let started = std::time::Instant::now();
 
