@@ -9,7 +9,7 @@
 //!     Ok(value) => return Ok(value),
 //!     Err(error) => {
 //!         let mut retrier = Retrier::new(policy(), "path::to::fn");
-//!         <classify error; release the attempt's connection, closing it if broken>
+//!         <classify error; note what it says about the attempt's connection>
 //!         match retrier.retry_after_classified(&error, decided_by, verdict, phase) {
 //!             Some(delay) => (retrier, delay),  // the error is dropped here, before any sleep
 //!             None => return Err(error),
@@ -18,6 +18,7 @@
 //! };
 //! Box::pin(async move {
 //!     loop {
+//!         <roll back and give back the failed attempt's connection>
 //!         sleep(delay).await;
 //!         delay = match as_attempt(attempt(), policy).await { Ok(value) => return Ok(value), Err(error) => <judge> };
 //!     }
@@ -216,7 +217,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     // connection of `#[acquire]` / `#[transaction]` between an attempt and its judgement.
     let checkout = Ident::new("connection", mixed);
     let phase = Ident::new("phase", mixed);
-    let (setup, closure, call, judge) = match &plan.connection_mode {
+    let (setup, closure, call, judge, settle) = match &plan.connection_mode {
         ConnectionMode::FromBody => (
             quote!(),
             quote! {
@@ -228,6 +229,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
             },
             quote!(()),
             quote!(match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #private::Phase::Statement)),
+            quote!(),
         ),
         ConnectionMode::Acquire {
             name: conn,
@@ -246,9 +248,10 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 },
                 quote!((&mut #checkout)),
                 quote! {
-                    let #phase = #checkout.release(#verdict);
+                    let #phase = #checkout.judged(#verdict, #cause);
                     match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
+                quote!(#checkout.settle().await;),
             )
         }
         ConnectionMode::Transaction {
@@ -277,9 +280,10 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 },
                 quote!((&mut #checkout)),
                 quote! {
-                    let #phase = #checkout.release(#verdict);
+                    let #phase = #checkout.judged(#verdict, #cause);
                     match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
+                quote!(#checkout.settle().await;),
             )
         }
     };
@@ -335,6 +339,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
             // its state is not part of every call's future.
             ::std::boxed::Box::pin(async move {
                 loop {
+                    #settle
                     #private::sleep(#delay).await;
                     #delay = match #private::as_attempt((&mut #attempt) #call, #policy_fn).await {
                         ::core::result::Result::Ok(#value) => {

@@ -207,9 +207,12 @@ pub(crate) mod sealed {
 /// Classify a `sqlx::Error`, of sqlx 0.9 or 0.8 (with the matching feature on).
 ///
 /// Each variant has a deliberate class: `PoolTimedOut` is [`ErrorClass::Connect`] (sqlx retries
-/// 53300 and 57P03 inside its connect phase and surfaces them this way), `Protocol` is
+/// 53300 and 57P03 inside its connect phase and surfaces them this way); `Protocol` is
 /// [`ErrorClass::ConnectionLost`] (the stream is out of step and the connection is unusable),
-/// `Tls` is [`ErrorClass::Connect`]; `PoolClosed`, `WorkerCrashed`, `Configuration`,
+/// except the protocol errors sqlx raises before sending anything (too many bind arguments, an
+/// authentication method it does not support), which are permanent; `Tls` is permanent (a
+/// certificate that does not verify, a server without TLS) unless an I/O error underlies it;
+/// `PoolClosed`, `WorkerCrashed`, `Configuration`,
 /// `RowNotFound`, decode and encode errors are permanent.
 ///
 /// ```
@@ -234,24 +237,70 @@ pub fn classify_database<E: SqlxDatabaseError + ?Sized>(error: &E) -> ErrorClass
 
 /// Classify a `std::io::Error` by its kind.
 ///
-/// Refused, unreachable and address errors mean nothing was sent ([`ErrorClass::Connect`]);
-/// resets, broken pipes, EOF and time-outs mean an established connection broke
-/// ([`ErrorClass::ConnectionLost`]). A failed host name lookup is [`ErrorClass::Connect`]. An
-/// `Other` error that wraps a classifiable error is classified by what it wraps.
+/// A refused connection and a failed host name lookup can only happen while connecting: nothing
+/// was sent ([`ErrorClass::Connect`]). Resets, broken pipes, EOF and time-outs mean an established
+/// connection broke ([`ErrorClass::ConnectionLost`]). Unreachable hosts and networks, an address
+/// not available and a socket path not found are [`ErrorClass::ConnectionLost`] too: a route can
+/// vanish under an open connection just as well, and this function cannot tell when the error
+/// happened. Where db-retry knows the error came while getting the connection (`#[acquire]`,
+/// `#[transaction]`, [`Phase::Acquire`](crate::Phase::Acquire)), the driver counts every lost
+/// connection as [`ErrorClass::Connect`]. An `Other` error that wraps a classifiable error is
+/// classified by what it wraps.
 pub fn classify_io(error: &io::Error) -> ErrorClass {
     use io::ErrorKind::*;
     match error.kind() {
-        ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable | NotFound => {
-            ErrorClass::Connect
-        }
+        ConnectionRefused => ErrorClass::Connect,
         ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe | UnexpectedEof
-        | TimedOut | NetworkDown => ErrorClass::ConnectionLost,
+        | TimedOut | NetworkDown | AddrNotAvailable | HostUnreachable | NetworkUnreachable
+        | NotFound => ErrorClass::ConnectionLost,
         _ if is_lookup_failure(error) => ErrorClass::Connect,
         _ => match error.get_ref() {
             Some(inner) => classify_error(inner),
             None => ErrorClass::Permanent,
         },
     }
+}
+
+/// A sqlx protocol error: the byte stream is out of step with the protocol, so the connection is
+/// unusable and the statement may or may not have reached the server; but some are raised while
+/// the client is still encoding a message or choosing how to log in, before anything was sent,
+/// and the same call fails the same way again.
+pub(crate) fn classify_protocol(message: &str) -> ErrorClass {
+    const BEFORE_SENDING: &[&str] = &[
+        // A statement with more bind arguments than the wire format can count (PostgreSQL).
+        "too many parameter format codes",
+        "too many result format codes",
+        "too large for binary protocol",
+        "too many arguments",
+        // Logins sqlx cannot perform (PostgreSQL, MySQL).
+        "unsupported authentication method",
+        "unknown authentication method",
+        "unknown authentication plugin",
+        "mysql_cleartext_plugin disabled",
+        // SQLite checks these locally; nothing is ever sent.
+        "query contains nul bytes",
+        "unsupported SQL parameter format",
+        "invalid collation name",
+    ];
+    if BEFORE_SENDING.iter().any(|text| message.contains(text)) {
+        ErrorClass::Permanent
+    } else {
+        ErrorClass::ConnectionLost
+    }
+}
+
+/// A TLS failure: a certificate that does not verify, a server that does not support TLS or a
+/// handshake that cannot agree fails the same way on every attempt. Only an I/O error under it
+/// (the connection dropped during the handshake) is worth another try.
+pub(crate) fn classify_tls(error: &(dyn StdError + 'static)) -> ErrorClass {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<io::Error>() {
+            return classify_io(io);
+        }
+        current = error.source();
+    }
+    ErrorClass::Permanent
 }
 
 /// Whether `error` is std's report of a failed DNS lookup (`getaddrinfo`), which is what sqlx
@@ -296,7 +345,11 @@ pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
         "08P01"
             if message.contains("no more connections allowed")
                 || message.contains("query_wait_timeout")
-                || message.contains("pgbouncer cannot connect to server") =>
+                || message.contains("pgbouncer cannot connect to server")
+                // While its logins to the server fail, PgBouncer turns clients away at once
+                // ("server login has been failing, try again later (server_login_retry)"; since
+                // 1.17 "…, cached error: <the server's error> (server_login_retry)").
+                || message.contains("server login has been failing") =>
         {
             ErrorClass::Connect
         }
@@ -304,12 +357,23 @@ pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
         "08000" | "08003" | "08006" | "08007" => ErrorClass::ConnectionLost,
         // admin_shutdown (pg_terminate_backend, smart/fast stop), crash_shutdown,
         // idle_session_timeout, idle_in_transaction_session_timeout: the session is gone.
+        // (57P02 reaches other sessions only as a WARNING before the server dies; listed for
+        // drivers that surface it.)
         "57P01" | "57P02" | "57P05" | "25P03" => ErrorClass::ConnectionLost,
         // statement_completion_unknown: by definition it may have run.
         "40003" => ErrorClass::ConnectionLost,
+        // feature_not_supported, as the server reports a prepared statement whose table changed
+        // shape under it (ALTER TABLE after the connection cached the plan): this connection
+        // fails it every time, a fresh one does not. Rejected before running; the connection
+        // is thrown away.
+        "0A000" if message.contains("cached plan must not change result type") => {
+            ErrorClass::Unavailable
+        }
         // serialization_failure, deadlock_detected, lock_not_available, object_in_use.
         "40001" | "40P01" | "55P03" | "55006" => ErrorClass::Contention,
-        // insufficient_resources family, system errors, read-only after failover.
+        // insufficient_resources family, system errors, read-only after failover. 25006 is also
+        // what the session's own READ ONLY transaction gets, with the same message: where
+        // db-retry holds the connection it asks the server which one it is.
         "53000" | "53100" | "53200" | "53400" | "58000" | "58030" | "25006" => {
             ErrorClass::Unavailable
         }
@@ -327,18 +391,31 @@ pub fn classify_mysql(number: u16, sqlstate: Option<&str>, message: &str) -> Err
         1290 if !message.contains("read-only") && !message.contains("read_only") => {
             ErrorClass::Permanent
         }
-        // ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS, CR_CONNECTION_ERROR,
-        // CR_CONN_HOST_ERROR.
-        1040 | 1203 | 2002 | 2003 => ErrorClass::Connect,
+        // ER_UNKNOWN_COM_ERROR is Galera's answer while the node is not synced with its cluster
+        // ("WSREP has not yet prepared node for application use"); otherwise a client bug.
+        1047 if message.contains("WSREP") => ErrorClass::Unavailable,
+        // ER_CON_COUNT_ERROR, ER_TOO_MANY_USER_CONNECTIONS.
+        1040 | 1203 => ErrorClass::Connect,
         // ER_SERVER_SHUTDOWN, ER_NET_READ_ERROR..ER_NET_WRITE_INTERRUPTED, ER_CONNECTION_KILLED
-        // (MariaDB), ER_CLIENT_INTERACTION_TIMEOUT, CR_SERVER_GONE_ERROR, CR_SERVER_LOST.
-        1053 | 1158..=1161 | 1927 | 4031 | 2006 | 2013 => ErrorClass::ConnectionLost,
+        // (MariaDB), ER_CLIENT_INTERACTION_TIMEOUT.
+        1053 | 1158..=1161 | 1927 | 4031 => ErrorClass::ConnectionLost,
+        // Client-library codes (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR, CR_SERVER_GONE_ERROR,
+        // CR_SERVER_LOST). sqlx reports these conditions as I/O errors and never produces the
+        // numbers; other drivers do.
+        2002 | 2003 => ErrorClass::Connect,
+        2006 | 2013 => ErrorClass::ConnectionLost,
         // ER_LOCK_DEADLOCK (whole transaction rolled back), ER_LOCK_WAIT_TIMEOUT (only the
-        // statement rolled back: retry the transaction as a whole), ER_LOCK_NOWAIT.
-        1213 | 1205 | 3572 => ErrorClass::Contention,
-        // ER_OPTION_PREVENTS_STATEMENT (--read-only), ER_READ_ONLY_MODE,
-        // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: this node no longer takes writes.
-        1290 | 1836 | 1792 => ErrorClass::Unavailable,
+        // statement rolled back: retry the transaction as a whole), ER_LOCK_NOWAIT,
+        // ER_CHECKREAD (MariaDB's snapshot isolation, on by default since 11.6: the row changed
+        // since this transaction's snapshot), ER_TRANSACTION_ROLLBACK_DURING_COMMIT (group
+        // replication lost the certification).
+        1213 | 1205 | 3572 | 1020 | 3101 => ErrorClass::Contention,
+        // ER_OPTION_PREVENTS_STATEMENT (--read-only), ER_READ_ONLY_MODE: this node no longer
+        // takes writes.
+        1290 | 1836 => ErrorClass::Unavailable,
+        // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: the session's own START TRANSACTION READ
+        // ONLY, which fails again however often it is tried.
+        1792 => ErrorClass::Permanent,
         // ER_QUERY_INTERRUPTED (KILL QUERY), ER_QUERY_TIMEOUT (max_execution_time): the user's
         // own limits.
         1317 | 3024 => ErrorClass::Permanent,
@@ -346,7 +423,8 @@ pub fn classify_mysql(number: u16, sqlstate: Option<&str>, message: &str) -> Err
         // ER_UNKNOWN_COM_ERROR: SQLSTATE 08S01 like a lost connection, but deterministic.
         1153 | 1043 | 1047 => ErrorClass::Permanent,
         _ => match sqlstate {
-            Some("40001") => ErrorClass::Contention,
+            // 40001 and 40000 (transaction_rollback): the server rolled the transaction back.
+            Some("40001" | "40000") => ErrorClass::Contention,
             Some("08S01") => ErrorClass::ConnectionLost,
             _ => ErrorClass::Permanent,
         },
@@ -355,15 +433,18 @@ pub fn classify_mysql(number: u16, sqlstate: Option<&str>, message: &str) -> Err
 
 /// Classify an SQLite extended result code.
 ///
-/// `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6) and all their extended codes (261 BUSY_RECOVERY,
-/// 517 BUSY_SNAPSHOT, 773 BUSY_TIMEOUT, 262 LOCKED_SHAREDCACHE, 518 LOCKED_VTAB) are contention.
-/// BUSY_SNAPSHOT can only succeed in a new transaction, which is what a retry of the whole unit
-/// gives.
+/// `SQLITE_BUSY` (5) and its extended codes (261 BUSY_RECOVERY, 517 BUSY_SNAPSHOT, 773
+/// BUSY_TIMEOUT) are contention with another connection; BUSY_SNAPSHOT can only succeed in a new
+/// transaction, which is what a retry of the whole unit gives. 262 LOCKED_SHAREDCACHE is
+/// contention with another connection of the same shared cache. `SQLITE_LOCKED` (6) itself and
+/// its other extended codes are a conflict within the *same* connection (a table dropped while a
+/// statement still reads it), which a retry repeats: permanent.
 pub fn classify_sqlite(extended_code: i32) -> ErrorClass {
     const SQLITE_BUSY: i32 = 5;
-    const SQLITE_LOCKED: i32 = 6;
-    match extended_code & 0xff {
-        SQLITE_BUSY | SQLITE_LOCKED => ErrorClass::Contention,
+    const SQLITE_LOCKED_SHAREDCACHE: i32 = 262;
+    match extended_code {
+        SQLITE_LOCKED_SHAREDCACHE => ErrorClass::Contention,
+        code if code & 0xff == SQLITE_BUSY => ErrorClass::Contention,
         _ => ErrorClass::Permanent,
     }
 }

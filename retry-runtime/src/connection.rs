@@ -3,10 +3,17 @@
 //! A fresh connection per attempt: a broken connection must never be what the next attempt runs
 //! on, and sqlx only notices a dead connection when it pings it.
 
+use std::error::Error as StdError;
 use std::future::Future;
 use std::ops::DerefMut;
+use std::time::Duration;
 
 use crate::driver::{Phase, Verdict};
+
+/// How long cleaning up after a failed attempt may take (rolling back what it left open) before
+/// the connection is closed instead. A healthy server answers a ROLLBACK in far less; one that
+/// does not is not a server to hand the connection back to.
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A sqlx connection type that `#[acquire]` and `#[transaction]` can take from a pool, for each
 /// attempt: `PgConnection`, `MySqlConnection` or `SqliteConnection` of sqlx 0.9 or 0.8, with the
@@ -22,7 +29,7 @@ pub trait PooledConnection: Sized + Send + 'static {
     /// That sqlx version's error.
     type Error;
     /// A connection checked out of the pool.
-    type Held: DerefMut<Target = Self> + Send;
+    type Held: DerefMut<Target = Self> + Send + 'static;
     /// An open transaction on a held connection.
     type Transaction<'c>: DerefMut<Target = Self> + Send
     where
@@ -47,13 +54,31 @@ pub trait PooledConnection: Sized + Send + 'static {
 
     /// Close the connection instead of returning it to the pool when it is dropped.
     fn close_on_drop(held: &mut Self::Held);
+
+    /// After a failed attempt: wait for the ROLLBACK of a dropped transaction, and roll back a
+    /// transaction the body opened itself with a raw `BEGIN`. An error means the connection
+    /// cannot be trusted (it is gone, or its transaction is aborted and failing) and must be
+    /// closed.
+    fn reset(held: &mut Self::Held) -> impl Future<Output = Result<(), Self::Error>> + Send + '_;
+
+    /// Whether `error` (the one that decided the class of a failed attempt) leaves this
+    /// connection unusable although the server may keep it open: a FATAL report, an aborted
+    /// transaction (25P02), a prepared statement that does not exist (26000, a pooler in
+    /// transaction mode).
+    fn unusable_after(error: &(dyn StdError + 'static)) -> bool;
 }
 
 /// The connection of one attempt of an `#[acquire]` or `#[transaction]` function, and how far
 /// the attempt got with it: the phase decides whether a failed statement may have run.
+///
+/// After a failed attempt the connection is cleaned before anyone else gets it: a retry awaits
+/// [`Checkout::settle`] before its backoff; a call that returns its error leaves the clean-up
+/// to a task of its own, so the caller gets the error at once.
 pub struct Checkout<C: PooledConnection> {
     held: Option<C::Held>,
     phase: Phase,
+    /// The held connection belongs to a failed attempt and must be reset before reuse.
+    dirty: bool,
 }
 
 impl<C: PooledConnection> Checkout<C> {
@@ -63,6 +88,7 @@ impl<C: PooledConnection> Checkout<C> {
         Checkout {
             held: None,
             phase: Phase::Acquire,
+            dirty: false,
         }
     }
 
@@ -102,17 +128,63 @@ impl<C: PooledConnection> Checkout<C> {
         }
     }
 
-    /// After a failed attempt: give the connection back to the pool before the backoff delay,
-    /// so a sleeping call holds no pool slot, or close it when the verdict says it is broken (sqlx
-    /// would only find out at its next ping). Returns the phase the attempt failed in.
-    pub fn release(&mut self, verdict: Verdict) -> Phase {
-        if let (Some(held), Verdict::Class(class)) = (&mut self.held, verdict) {
-            if class.discards_connection() {
+    /// After a failed attempt: note what its error says about the connection, and return the
+    /// phase the attempt failed in. A connection the error shows broken or unusable (`cause` is
+    /// the error that decided the class, if one did) is marked to be closed rather than go back
+    /// to the pool, where sqlx would find out only at its next ping; any other is reset first.
+    pub fn judged(
+        &mut self,
+        verdict: Verdict,
+        cause: Option<&(dyn StdError + 'static)>,
+    ) -> Phase {
+        if let Some(held) = &mut self.held {
+            let broken = matches!(verdict, Verdict::Class(class) if class.discards_connection())
+                || cause.is_some_and(C::unusable_after);
+            if broken {
                 C::close_on_drop(held);
+                self.held = None;
+            } else {
+                self.dirty = true;
             }
         }
-        self.held = None;
         std::mem::replace(&mut self.phase, Phase::Acquire)
+    }
+
+    /// Before the next attempt: roll back what the failed one left open and wait for it, so the
+    /// retry never waits on its own previous attempt's locks, then give the connection back to
+    /// the pool, so a sleeping call holds no pool slot. A connection that fails the reset, or
+    /// takes longer than [`RESET_TIMEOUT`], is closed.
+    pub async fn settle(&mut self) {
+        if let Some(held) = self.held.take() {
+            if std::mem::take(&mut self.dirty) {
+                reset_or_close::<C>(held).await;
+            }
+        }
+    }
+}
+
+/// Roll back what a failed attempt left on `held`, bounded, then drop it: back to the pool when
+/// clean, closed otherwise.
+async fn reset_or_close<C: PooledConnection>(mut held: C::Held) {
+    match tokio::time::timeout(RESET_TIMEOUT, C::reset(&mut held)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => C::close_on_drop(&mut held),
+    }
+}
+
+impl<C: PooledConnection> Drop for Checkout<C> {
+    fn drop(&mut self) {
+        // A call returning the error of a failed attempt: clean the connection on a task of
+        // its own rather than keep the caller waiting (or hold its error across an await). With
+        // no runtime to run it on, the connection is closed instead.
+        if let (Some(mut held), true) = (self.held.take(), self.dirty) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(reset_or_close::<C>(held));
+                }
+                Err(_) => C::close_on_drop(&mut held),
+            }
+        }
     }
 }
 

@@ -45,7 +45,8 @@ impl From<bool> for Verdict {
 /// Where in a unit of work the error happened; it decides whether the statement may have run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Phase {
-    /// Getting the attempt's connection: nothing has been sent yet, so nothing ran.
+    /// Getting the attempt's connection: nothing has been sent yet, so nothing ran, and a
+    /// connection lost here counts as [`ErrorClass::Connect`].
     Acquire,
     /// The body has its connection outside a transaction: a lost connection leaves the failing
     /// statement ambiguous, and earlier statements of the attempt may have taken effect, so a
@@ -198,6 +199,12 @@ impl<'p> Retrier<'p> {
         // connection leaves the outcome unknown.
         let (class, may_have_run, wanted) = match verdict {
             Verdict::Class(class) => {
+                // While getting the connection nothing of the call was sent, so a connection
+                // that broke then (a reset during the handshake, a route gone) failed to connect.
+                let class = match (phase, class) {
+                    (Phase::Acquire, ErrorClass::ConnectionLost) => ErrorClass::Connect,
+                    _ => class,
+                };
                 let may_have_run =
                     class.may_have_run() && matches!(phase, Phase::Statement | Phase::Commit);
                 let attempt_may_have_applied = match phase {

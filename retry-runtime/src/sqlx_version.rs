@@ -83,17 +83,37 @@ fn concrete_database_error<'e>(
     None
 }
 
+/// Whether this version's `error` leaves a PostgreSQL connection unusable though it may still be
+/// open: a FATAL report (the server ends the session), an aborted transaction (25P02) that only a
+/// ROLLBACK would clear, or a prepared statement the server does not have (26000: a pooler in
+/// transaction mode hands the session's statements to other clients).
+#[allow(unused_variables)] // without the postgres feature
+pub(crate) fn unusable_after(error: &(dyn StdError + 'static)) -> bool {
+    let db: &dyn sqlx::error::DatabaseError = match error.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => db.as_ref(),
+        Some(_) => return false,
+        None => match concrete_database_error(error) {
+            Some(db) => db,
+            None => return false,
+        },
+    };
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        use sqlx::postgres::PgSeverity;
+        return matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)
+            || matches!(pg.code(), "25P02" | "26000");
+    }
+    false
+}
+
 fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
     use sqlx::Error;
     match error {
         Error::Database(db) => classify_database(db.as_ref()),
         Error::Io(io) => classify_io(io),
-        // A TLS failure happens while the session is being set up; nothing ran.
-        Error::Tls(_) => ErrorClass::Connect,
+        Error::Tls(tls) => crate::classify::classify_tls(tls.as_ref()),
         Error::PoolTimedOut => ErrorClass::Connect,
-        // The byte stream is out of step with the protocol: the connection is unusable and the
-        // statement may or may not have reached the server.
-        Error::Protocol(_) => ErrorClass::ConnectionLost,
+        Error::Protocol(message) => crate::classify::classify_protocol(message),
         // The pool was closed on purpose (shutdown); retrying would only delay the inevitable.
         Error::PoolClosed => ErrorClass::Permanent,
         // sqlx's background worker died; that is a bug or a panic, not a network condition.
@@ -206,6 +226,28 @@ macro_rules! pooled_connection {
 
             fn close_on_drop(held: &mut Self::Held) {
                 held.close_on_drop();
+            }
+
+            fn reset(
+                held: &mut Self::Held,
+            ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + '_ {
+                async move {
+                    // sqlx does not say whether a connection is inside a transaction, but
+                    // `begin_with` does: it runs a statement and answers `BeginFailed` when the
+                    // server reports no transaction open afterwards. A statement that opens none
+                    // asks the question; the queued ROLLBACK of a dropped transaction goes first.
+                    match (**held).begin_with("SELECT 1").await {
+                        Ok(transaction) => transaction.rollback().await,
+                        Err(sqlx::Error::BeginFailed) => Ok(()),
+                        // An aborted transaction (25P02) fails even this, and so does a
+                        // connection that is gone.
+                        Err(error) => Err(error),
+                    }
+                }
+            }
+
+            fn unusable_after(error: &(dyn StdError + 'static)) -> bool {
+                unusable_after(error)
             }
         }
 

@@ -64,6 +64,22 @@ fn postgres_sqlstates_get_their_documented_class() {
         ),
         (("08P01", "query_wait_timeout"), Connect),
         (("08P01", "server conn crashed?"), ConnectionLost),
+        // PgBouncer turning clients away while its logins to the server fail: nothing ran.
+        (
+            (
+                "08P01",
+                "server login has been failing, try again later (server_login_retry)",
+            ),
+            Connect,
+        ),
+        (
+            (
+                "08P01",
+                "server login has been failing, cached error: password authentication failed \
+                 for user \"app\" (server_login_retry)",
+            ),
+            Connect,
+        ),
         (
             ("25006", "cannot execute INSERT in a read-only transaction"),
             Unavailable,
@@ -149,6 +165,15 @@ fn postgres_sqlstates_get_their_documented_class() {
             Permanent,
         ),
         (("22012", "division by zero"), Permanent),
+        // A cached plan that no longer fits the table: a fresh connection succeeds.
+        (("0A000", "cached plan must not change result type"), Unavailable),
+        (
+            ("0A000", "DISCARD statement is not supported"),
+            Permanent,
+        ),
+        // PgBouncer in transaction mode lost the session's prepared statement: not retried
+        // (the connection is thrown away where db-retry holds it).
+        (("26000", "prepared statement \"sqlx_s_1\" does not exist"), Permanent),
     ];
     assert_table("PostgreSQL", rows, |(code, message)| {
         classify_postgres(code, message)
@@ -171,7 +196,13 @@ fn mysql_error_numbers_get_their_documented_class() {
         ((3572, Some("HY000")), Contention),
         ((4031, Some("HY000")), ConnectionLost),
         ((1836, Some("HY000")), Unavailable),
-        ((1792, Some("25006")), Unavailable),
+        // The session's own START TRANSACTION READ ONLY: the same on every attempt.
+        ((1792, Some("25006")), Permanent),
+        // MariaDB's snapshot isolation (ER_CHECKREAD) and group replication's rollback at
+        // commit: the transaction was rolled back.
+        ((1020, Some("HY000")), Contention),
+        ((3101, Some("40000")), Contention),
+        ((9999, Some("40000")), Contention),
         ((3024, Some("HY000")), Permanent),
         ((1062, Some("23000")), Permanent),
         ((1153, Some("08S01")), Permanent),
@@ -204,15 +235,25 @@ fn mysql_1290_is_unavailable_only_on_a_read_only_server() {
 }
 
 #[test]
+fn mysql_1047_is_unavailable_only_from_a_galera_node_out_of_sync() {
+    let wsrep = "WSREP has not yet prepared node for application use";
+    assert_eq!(classify_mysql(1047, Some("08S01"), wsrep), Unavailable);
+    assert_eq!(
+        classify_mysql(1047, Some("08S01"), "Unknown command"),
+        Permanent
+    );
+}
+
+#[test]
 fn sqlite_extended_codes_get_their_documented_class() {
     let rows: &[(i32, ErrorClass)] = &[
         (5, Contention),   // SQLITE_BUSY
         (261, Contention), // SQLITE_BUSY_RECOVERY
         (517, Contention), // SQLITE_BUSY_SNAPSHOT
         (773, Contention), // SQLITE_BUSY_TIMEOUT
-        (6, Contention),   // SQLITE_LOCKED
-        (262, Contention), // SQLITE_LOCKED_SHAREDCACHE
-        (518, Contention), // SQLITE_LOCKED_VTAB
+        (262, Contention), // SQLITE_LOCKED_SHAREDCACHE: another connection of the cache
+        (6, Permanent),    // SQLITE_LOCKED: a conflict within the same connection
+        (518, Permanent),  // SQLITE_LOCKED_VTAB
         (19, Permanent),   // SQLITE_CONSTRAINT
         (2067, Permanent), // SQLITE_CONSTRAINT_UNIQUE
         (1, Permanent),    // SQLITE_ERROR
@@ -226,9 +267,12 @@ fn io_error_kinds_get_their_documented_class() {
     use io::ErrorKind::*;
     let rows: &[(io::ErrorKind, ErrorClass)] = &[
         (ConnectionRefused, Connect),
-        (AddrNotAvailable, Connect),
-        (HostUnreachable, Connect),
-        (NetworkUnreachable, Connect),
+        // A route can vanish under an open connection too: only the phase can tell (the driver
+        // counts them as connect while getting the connection).
+        (AddrNotAvailable, ConnectionLost),
+        (HostUnreachable, ConnectionLost),
+        (NetworkUnreachable, ConnectionLost),
+        (NotFound, ConnectionLost),
         (ConnectionReset, ConnectionLost),
         (ConnectionAborted, ConnectionLost),
         (NotConnected, ConnectionLost),
@@ -268,13 +312,35 @@ fn every_constructible_sqlx_error_variant_gets_its_documented_class() {
             sqlx::Error::Io(io::ErrorKind::PermissionDenied.into()),
             Permanent,
         ),
-        (sqlx::Error::Tls(boxed("handshake failed")), Connect),
+        (
+            sqlx::Error::Tls(boxed("invalid peer certificate: UnknownIssuer")),
+            Permanent,
+        ),
+        (sqlx::Error::Tls(boxed("server does not support TLS")), Permanent),
+        // The connection dropped during the handshake.
+        (
+            sqlx::Error::Tls(Box::new(io::Error::from(io::ErrorKind::ConnectionReset))),
+            ConnectionLost,
+        ),
         (sqlx::Error::PoolTimedOut, Connect),
         (sqlx::Error::PoolClosed, Permanent),
         (sqlx::Error::WorkerCrashed, Permanent),
         (
             sqlx::Error::Protocol("unexpected message 'Z'".into()),
             ConnectionLost,
+        ),
+        // Raised before anything was sent: the same call fails the same way again.
+        (
+            sqlx::Error::Protocol("param_types.len() too large for binary protocol: 70000".into()),
+            Permanent,
+        ),
+        (
+            sqlx::Error::Protocol("too many parameter format codes (70000)".into()),
+            Permanent,
+        ),
+        (
+            sqlx::Error::Protocol("unsupported authentication method: Kerberos".into()),
+            Permanent,
         ),
         (sqlx::Error::RowNotFound, Permanent),
         (sqlx::Error::Decode(boxed("bad utf-8")), Permanent),

@@ -211,3 +211,24 @@ fn the_cause_names_what_decided_the_class_when_the_message_hides_it() {
         events[0]
     );
 }
+
+#[test]
+fn an_unreachable_host_is_a_failed_connect_only_while_getting_the_connection() {
+    use db_retry_runtime::{Classify, Phase, Retrier, Verdict};
+    let policy = no_jitter(3);
+    let unreachable = io::Error::from(io::ErrorKind::HostUnreachable);
+    let (_, events) = recorded(async {
+        for phase in [Phase::Acquire, Phase::Statement] {
+            Retrier::new(&policy, "route")
+                .retry_after_in_phase(&unreachable, Verdict::Class(unreachable.classify()), phase)
+                .expect("retried in both phases");
+        }
+    });
+    assert_eq!(events.len(), 2, "{events:?}");
+    // Getting the connection: nothing was sent.
+    assert_eq!(events[0].fields["class"], "connect");
+    assert_eq!(events[0].fields["may_have_run"], "false");
+    // A route lost under an open connection: the statement may have run.
+    assert_eq!(events[1].fields["class"], "connection_lost");
+    assert_eq!(events[1].fields["may_have_run"], "true");
+}
