@@ -217,3 +217,143 @@ async fn option_prevents_statement_is_permanent_unless_read_only() {
     assert_eq!(error.classify(), ErrorClass::Permanent, "{error}");
     assert_eq!(attempts.load(Ordering::SeqCst), 1, "runs exactly once");
 }
+
+/// Holds row 2, then wants row 1, which the test's other session holds for a while. Every
+/// attempt after the first records how many transactions other than its own and the holder's
+/// are open: the failed attempt's, if its ROLLBACK has not run yet.
+#[db_retry(on = record_number, max = 5, backoff = none)]
+async fn lock_two_rows(
+    #[transaction] tx: &mut MySqlConnection,
+    holder: u64,
+    attempts: &AtomicU32,
+    leftover: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+    if attempt > 0 {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
+             WHERE trx_mysql_thread_id NOT IN (CONNECTION_ID(), ?)",
+        )
+        .bind(holder)
+        .fetch_one(&mut *tx)
+        .await?;
+        leftover.fetch_add(others as u32, Ordering::SeqCst);
+    }
+    sqlx::query("SET SESSION innodb_lock_wait_timeout = 1")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE accounts SET balance = balance + 1 WHERE id = 2")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE accounts SET balance = balance + 1 WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+// A 1205 leaves the transaction open with its locks (only the statement was rolled back): the
+// retry must not start, even with no backoff at all, until that transaction is rolled back.
+// The pool takes its time over a returned connection (an `after_release` hook, as an
+// application may have one), so a ROLLBACK left for the pool to send would come late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_never_waits_on_its_own_previous_attempts_locks() {
+    let server = MariaDbServer::start();
+    let _ = accounts(&server).await;
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(4)
+        .after_release(|_, _| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok(true)
+            })
+        })
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let mut holder = server.admin().await;
+    let holder_thread: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; UPDATE accounts SET balance = balance - 10 WHERE id = 1;")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let (attempts, leftover) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+
+    let call = tokio::spawn({
+        let (pool, attempts, leftover) = (pool.clone(), attempts.clone(), leftover.clone());
+        async move { lock_two_rows(&pool, holder_thread, &attempts, &leftover).await }
+    });
+    // Past one lock wait timeout (1 s), then let the retry through.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    call.await
+        .unwrap()
+        .expect("succeeds once the holder commits");
+
+    assert!(seen(1205) > 0, "InnoDB reported a lock wait timeout");
+    assert!(attempts.load(Ordering::SeqCst) >= 2);
+    assert_eq!(
+        leftover.load(Ordering::SeqCst),
+        0,
+        "a retry found its previous attempt's transaction still open"
+    );
+    let balances: Vec<i64> = sqlx::query_scalar("SELECT balance FROM accounts ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        balances,
+        [91, 101],
+        "the retried transaction applied exactly once"
+    );
+}
+
+/// Reads a row, then (on the first attempt) another session changes it, then writes it: under
+/// snapshot isolation MariaDB refuses the write with 1020 and rolls the transaction back.
+#[db_retry(on = record_number, max = 3, base = 1ms)]
+async fn read_then_write(
+    #[transaction] tx: &mut MySqlConnection,
+    server: &MariaDbServer,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+    let _: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    if attempt == 0 {
+        server
+            .exec_admin("UPDATE accounts SET balance = balance + 1 WHERE id = 1")
+            .await;
+    }
+    sqlx::query("UPDATE accounts SET balance = balance + 10 WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+// MariaDB's snapshot isolation (on by default since 11.6) reports a lost update as 1020.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_by_snapshot_isolation_is_retried() {
+    let server = MariaDbServer::builder()
+        .option("--innodb-snapshot-isolation=ON")
+        .start();
+    let pool = accounts(&server).await;
+    let attempts = AtomicU32::new(0);
+
+    read_then_write(&pool, &server, &attempts)
+        .await
+        .expect("retried in a new snapshot");
+
+    assert!(seen(1020) > 0, "MariaDB reported ER_CHECKREAD");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    let balance: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        balance, 111,
+        "the other session's write and ours, each once"
+    );
+}

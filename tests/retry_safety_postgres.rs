@@ -259,3 +259,35 @@ async fn insert_in_transaction_patiently(
         .await?;
     Ok(())
 }
+
+/// More bind arguments than the protocol can count: sqlx refuses before sending anything.
+#[db_retry(max = 3, base = 1ms)]
+async fn too_many_arguments(pool: &PgPool, attempts: &AtomicU32) -> Result<(), sqlx::Error> {
+    attempts.fetch_add(1, Ordering::SeqCst);
+    let placeholders: Vec<String> = (1..=70_000).map(|i| format!("${i}")).collect();
+    let sql = format!("SELECT 1 WHERE 1 IN ({})", placeholders.join(", "));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for i in 0..70_000 {
+        query = query.bind(i);
+    }
+    query.execute(pool).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_error_raised_before_sending_runs_once() {
+    let server = PgServer::start();
+    let pool: PgPool = server.pool(2).await;
+    let attempts = AtomicU32::new(0);
+
+    let error = too_many_arguments(&pool, &attempts)
+        .await
+        .expect_err("too many bind arguments");
+
+    assert!(matches!(error, sqlx::Error::Protocol(_)), "{error:?}");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        1,
+        "the same call fails the same way"
+    );
+}

@@ -132,11 +132,7 @@ impl<C: PooledConnection> Checkout<C> {
     /// phase the attempt failed in. A connection the error shows broken or unusable (`cause` is
     /// the error that decided the class, if one did) is marked to be closed rather than go back
     /// to the pool, where sqlx would find out only at its next ping; any other is reset first.
-    pub fn judged(
-        &mut self,
-        verdict: Verdict,
-        cause: Option<&(dyn StdError + 'static)>,
-    ) -> Phase {
+    pub fn judged(&mut self, verdict: Verdict, cause: Option<&(dyn StdError + 'static)>) -> Phase {
         if let Some(held) = &mut self.held {
             let broken = matches!(verdict, Verdict::Class(class) if class.discards_connection())
                 || cause.is_some_and(C::unusable_after);

@@ -166,14 +166,17 @@ fn postgres_sqlstates_get_their_documented_class() {
         ),
         (("22012", "division by zero"), Permanent),
         // A cached plan that no longer fits the table: a fresh connection succeeds.
-        (("0A000", "cached plan must not change result type"), Unavailable),
         (
-            ("0A000", "DISCARD statement is not supported"),
-            Permanent,
+            ("0A000", "cached plan must not change result type"),
+            Unavailable,
         ),
+        (("0A000", "DISCARD statement is not supported"), Permanent),
         // PgBouncer in transaction mode lost the session's prepared statement: not retried
         // (the connection is thrown away where db-retry holds it).
-        (("26000", "prepared statement \"sqlx_s_1\" does not exist"), Permanent),
+        (
+            ("26000", "prepared statement \"sqlx_s_1\" does not exist"),
+            Permanent,
+        ),
     ];
     assert_table("PostgreSQL", rows, |(code, message)| {
         classify_postgres(code, message)
@@ -316,7 +319,10 @@ fn every_constructible_sqlx_error_variant_gets_its_documented_class() {
             sqlx::Error::Tls(boxed("invalid peer certificate: UnknownIssuer")),
             Permanent,
         ),
-        (sqlx::Error::Tls(boxed("server does not support TLS")), Permanent),
+        (
+            sqlx::Error::Tls(boxed("server does not support TLS")),
+            Permanent,
+        ),
         // The connection dropped during the handshake.
         (
             sqlx::Error::Tls(Box::new(io::Error::from(io::ErrorKind::ConnectionReset))),
