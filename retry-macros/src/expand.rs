@@ -36,6 +36,7 @@ use syn::{Ident, ItemFn};
 
 use crate::parse::{self, Backoff, Jitter, RetryOnArg};
 use crate::signature::{self, ConnectionMode, Rebind, RewritePlan, SelfKind};
+use crate::transaction::{Isolation, TransactionArgs};
 use crate::validate::{self, Config};
 
 /// The attribute's entry point on `proc_macro2` types, so tests can call it.
@@ -248,7 +249,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 },
                 quote!((&mut #checkout)),
                 quote! {
-                    let #phase = #checkout.judged(#verdict, #cause);
+                    let (#phase, #verdict) = #checkout.judged(#verdict, #cause);
                     match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
                 quote!(#checkout.settle().await;),
@@ -257,14 +258,26 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
         ConnectionMode::Transaction {
             name: conn,
             conn: conn_ty,
+            options,
         } => {
             let transaction = Ident::new("transaction", mixed);
-            let begin = sqlx_step(quote!(#checkout.begin(#conn).await?), plan);
-            let commit = sqlx_step(quote!(#transaction.commit().await?), plan);
+            let checks = transaction_option_checks(options, conn_ty, &private);
+            let begin = match transaction_options_tokens(options, &private) {
+                Some(options) => quote!(#checkout.begin_with(#conn, #options).await?),
+                None => quote!(#checkout.begin(#conn).await?),
+            };
+            let begin = sqlx_step(begin, plan);
+            let commit = match options.verify_commit {
+                // Located at the option, where a connection type that cannot verify is named.
+                Some(span) => located_at(quote!(#transaction.commit_verified().await?), span),
+                None => quote!(#transaction.commit().await?),
+            };
+            let commit = sqlx_step(commit, plan);
             (
                 quote!(let mut #checkout = #private::Checkout::<#conn_ty>::new();),
                 quote! {
                     async |#checkout: &mut #private::Checkout<#conn_ty>| {
+                        #checks
                         #fake_return
                         let mut #transaction = #begin;
                         let #value = async {
@@ -280,7 +293,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 },
                 quote!((&mut #checkout)),
                 quote! {
-                    let #phase = #checkout.judged(#verdict, #cause);
+                    let (#phase, #verdict) = #checkout.judged(#verdict, #cause);
                     match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
                 quote!(#checkout.settle().await;),
@@ -575,6 +588,65 @@ fn verdict_tokens(
     };
     let verdict = located_at(quote!(#private::Verdict::from(#class)), span);
     (classify, verdict)
+}
+
+/// The options a `#[transaction(...)]` begins with, as a `&'static TransactionOptions`; `None`
+/// for a plain `BEGIN`.
+fn transaction_options_tokens(
+    options: &TransactionArgs,
+    private: &TokenStream,
+) -> Option<TokenStream> {
+    if !options.begins_with_options() {
+        return None;
+    }
+    let isolation = match options.isolation {
+        Some((level, _)) => {
+            let level = match level {
+                Isolation::ReadCommitted => quote!(ReadCommitted),
+                Isolation::RepeatableRead => quote!(RepeatableRead),
+                Isolation::Serializable => quote!(Serializable),
+            };
+            quote!(::core::option::Option::Some(#private::Isolation::#level))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let (read_only, deferrable, immediate) = (
+        options.read_only.is_some(),
+        options.deferrable.is_some(),
+        options.immediate.is_some(),
+    );
+    Some(quote! {
+        &#private::TransactionOptions {
+            isolation: #isolation,
+            read_only: #read_only,
+            deferrable: #deferrable,
+            immediate: #immediate,
+        }
+    })
+}
+
+/// Compile-time checks that the connection type has each option used, reported at the option.
+fn transaction_option_checks(
+    options: &TransactionArgs,
+    conn_ty: &syn::Type,
+    private: &TokenStream,
+) -> TokenStream {
+    let used = [
+        (options.isolation.map(|(_, span)| span), "isolation"),
+        (options.read_only, "read_only"),
+        (options.deferrable, "deferrable"),
+        (options.immediate, "immediate"),
+    ];
+    used.into_iter()
+        .filter_map(|(span, name)| {
+            let span = span?;
+            let check = Ident::new(name, span);
+            Some(located_at(
+                quote!(#private::supports::#check::<#conn_ty>();),
+                span,
+            ))
+        })
+        .collect()
 }
 
 /// `tokens` reported at `span`, resolving names as before.

@@ -4,6 +4,7 @@
 mod expand;
 mod parse;
 mod signature;
+mod transaction;
 mod validate;
 
 use proc_macro::TokenStream;

@@ -3,6 +3,8 @@
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
+
+use crate::transaction::{self, TransactionArgs};
 use syn::visit_mut::VisitMut;
 use syn::{
     Attribute, FnArg, GenericArgument, Ident, ItemFn, Pat, PatIdent, PathArguments, ReturnType,
@@ -57,7 +59,11 @@ pub(crate) enum ConnectionMode {
     /// `#[acquire] name: &mut Conn`: a fresh pool connection per attempt.
     Acquire { name: Ident, conn: Type },
     /// `#[transaction] name: &mut Conn`: a fresh connection and transaction per attempt.
-    Transaction { name: Ident, conn: Type },
+    Transaction {
+        name: Ident,
+        conn: Type,
+        options: TransactionArgs,
+    },
 }
 
 pub(crate) struct RewritePlan {
@@ -148,6 +154,7 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
         };
 
         let mut helper = None;
+        let mut options = TransactionArgs::default();
         for attr in &typed.attrs {
             if let Some(kind) = param_helper(attr) {
                 if helper_span.is_some() {
@@ -156,15 +163,15 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
                         "only one `#[acquire]` or `#[transaction]` per function: each attempt runs on one connection",
                     ));
                 }
-                if attr.meta.require_path_only().is_err() {
-                    let name = match kind {
-                        ParamHelper::Acquire => "acquire",
-                        ParamHelper::Transaction => "transaction",
-                    };
-                    return Err(syn::Error::new_spanned(
-                        &attr.meta,
-                        format!("`#[{name}]` takes no arguments: write `#[{name}] conn: &mut PgConnection`"),
-                    ));
+                match kind {
+                    ParamHelper::Acquire if attr.meta.require_path_only().is_err() => {
+                        return Err(syn::Error::new_spanned(
+                            &attr.meta,
+                            "`#[acquire]` takes no arguments: write `#[acquire] conn: &mut PgConnection`",
+                        ));
+                    }
+                    ParamHelper::Acquire => {}
+                    ParamHelper::Transaction => options = transaction::parse(attr)?,
                 }
                 helper_span = Some(attr.span());
                 helper = Some(kind);
@@ -185,7 +192,11 @@ pub(crate) fn analyze(func: &mut ItemFn, crate_path: &syn::Path) -> syn::Result<
             *typed.ty = pool;
             connection_mode = match kind {
                 ParamHelper::Acquire => ConnectionMode::Acquire { name, conn },
-                ParamHelper::Transaction => ConnectionMode::Transaction { name, conn },
+                ParamHelper::Transaction => ConnectionMode::Transaction {
+                    name,
+                    conn,
+                    options,
+                },
             };
             rebinds.push(Rebind::AsIs);
             continue;

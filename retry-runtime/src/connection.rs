@@ -8,6 +8,7 @@ use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
 
+use crate::classify::ErrorClass;
 use crate::driver::{Phase, Verdict};
 
 /// How long cleaning up after a failed attempt may take (rolling back what it left open) before
@@ -47,6 +48,15 @@ pub trait PooledConnection: Sized + Send + 'static {
         held: &mut Self::Held,
     ) -> impl Future<Output = Result<Self::Transaction<'_>, Self::Error>> + Send + '_;
 
+    /// `BEGIN` a transaction with `options` (an isolation level, read-only, ...). Only the
+    /// options this connection type supports reach it: the attribute checks them at compile
+    /// time through [`IsolationLevels`], [`ReadOnlyTransactions`], [`DeferrableTransactions`]
+    /// and [`ImmediateTransactions`].
+    fn begin_with_options<'h>(
+        held: &'h mut Self::Held,
+        options: &'static TransactionOptions,
+    ) -> impl Future<Output = Result<Self::Transaction<'h>, Self::Error>> + Send + 'h;
+
     /// `COMMIT` the transaction.
     fn commit<'c>(
         transaction: Self::Transaction<'c>,
@@ -61,11 +71,132 @@ pub trait PooledConnection: Sized + Send + 'static {
     /// closed.
     fn reset(held: &mut Self::Held) -> impl Future<Output = Result<(), Self::Error>> + Send + '_;
 
-    /// Whether `error` (the one that decided the class of a failed attempt) leaves this
-    /// connection unusable although the server may keep it open: a FATAL report, an aborted
-    /// transaction (25P02), a prepared statement that does not exist (26000, a pooler in
-    /// transaction mode).
-    fn unusable_after(error: &(dyn StdError + 'static)) -> bool;
+    /// What `error` (the one that decided the class of a failed attempt) says about this
+    /// connection.
+    fn after_error(error: &(dyn StdError + 'static)) -> AfterError;
+
+    /// Whether the server is a standby in recovery (PostgreSQL's `pg_is_in_recovery()`), asked
+    /// after a [`AfterError::RefusedAsReadOnly`]. Servers without a recovery mode answer `false`.
+    fn in_recovery(
+        held: &mut Self::Held,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send + '_;
+}
+
+/// What a failed attempt's error says about the connection it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterError {
+    /// Nothing beyond its class.
+    Nothing,
+    /// The connection is unusable although the server may keep it open: a FATAL report, an
+    /// aborted transaction (25P02), a prepared statement that does not exist (26000: a pooler
+    /// in transaction mode).
+    Unusable,
+    /// A write refused because the transaction is read-only (PostgreSQL's 25006). A standby
+    /// (after a failover) and the session's own `READ ONLY` transaction say it with the same
+    /// words; only the server can tell which.
+    RefusedAsReadOnly,
+}
+
+/// How `#[transaction(...)]` begins its transactions: the options one function was written
+/// with, fixed at compile time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransactionOptions {
+    /// `isolation = ...`; the server's default when `None`.
+    pub isolation: Option<Isolation>,
+    /// `read_only` (PostgreSQL, MySQL/MariaDB).
+    pub read_only: bool,
+    /// `deferrable` (PostgreSQL, with `serializable` and `read_only`).
+    pub deferrable: bool,
+    /// `immediate`: SQLite's `BEGIN IMMEDIATE`, which takes the write lock up front.
+    pub immediate: bool,
+}
+
+/// A transaction isolation level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// `READ COMMITTED`.
+    ReadCommitted,
+    /// `REPEATABLE READ`.
+    RepeatableRead,
+    /// `SERIALIZABLE`.
+    Serializable,
+}
+
+impl Isolation {
+    /// The level as SQL spells it.
+    pub const fn as_sql(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "READ COMMITTED",
+            Isolation::RepeatableRead => "REPEATABLE READ",
+            Isolation::Serializable => "SERIALIZABLE",
+        }
+    }
+}
+
+/// Connection types whose transactions take an isolation level.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no transaction isolation levels db-retry can set",
+    label = "not available for this connection type",
+    note = "`isolation = ...` is for PostgreSQL and MySQL/MariaDB connections; SQLite transactions are always serializable"
+)]
+pub trait IsolationLevels: PooledConnection {}
+
+/// Connection types whose transactions can be declared read-only.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no read-only transactions db-retry can begin",
+    label = "not available for this connection type",
+    note = "`read_only` is for PostgreSQL and MySQL/MariaDB connections"
+)]
+pub trait ReadOnlyTransactions: PooledConnection {}
+
+/// Connection types whose transactions can be `DEFERRABLE`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no deferrable transactions",
+    label = "not available for this connection type",
+    note = "`deferrable` is PostgreSQL's (a serializable read-only transaction that waits for a safe snapshot instead of risking a serialization failure)"
+)]
+pub trait DeferrableTransactions: PooledConnection {}
+
+/// Connection types with `BEGIN IMMEDIATE`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no `BEGIN IMMEDIATE`",
+    label = "not available for this connection type",
+    note = "`immediate` is SQLite's: it takes the write lock when the transaction begins, so a writer waits (busy_timeout) there instead of failing midway with SQLITE_BUSY"
+)]
+pub trait ImmediateTransactions: PooledConnection {}
+
+/// Connection types that can make sure a COMMIT committed: the server is asked for the
+/// transaction's id before COMMIT (an aborted transaction fails that question, so a swallowed
+/// error is never reported as success), and a COMMIT whose answer was lost is resolved by asking
+/// the server what became of that id.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot verify its commits",
+    label = "not available for this connection type",
+    note = "`verify_commit` is for PostgreSQL connections (it asks `pg_xact_status`)"
+)]
+pub trait VerifiedCommit: PooledConnection {
+    /// Commit `transaction`, verified; `phase` is left where the outcome puts the attempt:
+    /// [`Phase::Transaction`] when nothing was committed (an ambiguous COMMIT the server says
+    /// aborted included), [`Phase::Commit`] when the outcome is still unknown.
+    fn commit_verified<'c>(
+        transaction: Self::Transaction<'c>,
+        pool: &'c Self::Pool,
+        phase: &'c mut Phase,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'c;
+}
+
+/// Compile-time checks that `C` supports the `#[transaction(...)]` options a function uses.
+pub mod supports {
+    use super::*;
+
+    /// `isolation = ...`.
+    pub fn isolation<C: IsolationLevels>() {}
+    /// `read_only`.
+    pub fn read_only<C: ReadOnlyTransactions>() {}
+    /// `deferrable`.
+    pub fn deferrable<C: DeferrableTransactions>() {}
+    /// `immediate`.
+    pub fn immediate<C: ImmediateTransactions>() {}
 }
 
 /// The connection of one attempt of an `#[acquire]` or `#[transaction]` function, and how far
@@ -79,6 +210,12 @@ pub struct Checkout<C: PooledConnection> {
     phase: Phase,
     /// The held connection belongs to a failed attempt and must be reset before reuse.
     dirty: bool,
+    /// The last attempt's write was refused as read-only: ask the server whether it is a
+    /// standby before the connection goes back.
+    ask_recovery: bool,
+    /// Writes are refused by this call's own read-only transactions, not by a standby: such a
+    /// refusal fails the same way however often it is tried.
+    read_only_here: bool,
 }
 
 impl<C: PooledConnection> Checkout<C> {
@@ -89,6 +226,8 @@ impl<C: PooledConnection> Checkout<C> {
             held: None,
             phase: Phase::Acquire,
             dirty: false,
+            ask_recovery: false,
+            read_only_here: false,
         }
     }
 
@@ -123,27 +262,71 @@ impl<C: PooledConnection> Checkout<C> {
             let transaction = C::begin(held).await?;
             Ok(OpenTransaction {
                 transaction,
+                pool,
+                phase: &mut self.phase,
+            })
+        }
+    }
+
+    /// [`Checkout::begin`] with `options`.
+    #[allow(clippy::manual_async_fn)]
+    pub fn begin_with<'c>(
+        &'c mut self,
+        pool: &'c C::Pool,
+        options: &'static TransactionOptions,
+    ) -> impl Future<Output = Result<OpenTransaction<'c, C>, C::Error>> + Send + 'c {
+        async move {
+            self.phase = Phase::Transaction;
+            // A write refused in a transaction begun read-only is this call's own doing.
+            self.read_only_here |= options.read_only;
+            let held = self.held.insert(C::acquire(pool).await?);
+            let transaction = C::begin_with_options(held, options).await?;
+            Ok(OpenTransaction {
+                transaction,
+                pool,
                 phase: &mut self.phase,
             })
         }
     }
 
     /// After a failed attempt: note what its error says about the connection, and return the
-    /// phase the attempt failed in. A connection the error shows broken or unusable (`cause` is
-    /// the error that decided the class, if one did) is marked to be closed rather than go back
-    /// to the pool, where sqlx would find out only at its next ping; any other is reset first.
-    pub fn judged(&mut self, verdict: Verdict, cause: Option<&(dyn StdError + 'static)>) -> Phase {
-        if let Some(held) = &mut self.held {
-            let broken = matches!(verdict, Verdict::Class(class) if class.discards_connection())
-                || cause.is_some_and(C::unusable_after);
-            if broken {
-                C::close_on_drop(held);
-                self.held = None;
-            } else {
-                self.dirty = true;
-            }
+    /// phase the attempt failed in and the verdict to judge it by. A connection the error shows
+    /// broken or unusable (`cause` is the error that decided the class, if one did) is marked to
+    /// be closed rather than go back to the pool, where sqlx would find out only at its next
+    /// ping; any other is reset first.
+    ///
+    /// A write refused as read-only is retried as [`ErrorClass::Unavailable`] (a failover
+    /// demoted the server) until [`Checkout::settle`] has asked the server; when the refusal
+    /// turns out to be the call's own read-only transaction, the next refusal is permanent.
+    pub fn judged(
+        &mut self,
+        verdict: Verdict,
+        cause: Option<&(dyn StdError + 'static)>,
+    ) -> (Phase, Verdict) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Acquire);
+        let after = cause.map_or(AfterError::Nothing, C::after_error);
+        let mut verdict = verdict;
+        if after == AfterError::RefusedAsReadOnly && self.read_only_here {
+            verdict = Verdict::Class(ErrorClass::Permanent);
         }
-        std::mem::replace(&mut self.phase, Phase::Acquire)
+        let Some(held) = &mut self.held else {
+            return (phase, verdict);
+        };
+        if after == AfterError::RefusedAsReadOnly && !self.read_only_here {
+            // Kept, whatever its class says, so that settle can ask it.
+            self.ask_recovery = true;
+            self.dirty = true;
+            return (phase, verdict);
+        }
+        let broken = matches!(verdict, Verdict::Class(class) if class.discards_connection())
+            || after == AfterError::Unusable;
+        if broken {
+            C::close_on_drop(held);
+            self.held = None;
+        } else {
+            self.dirty = true;
+        }
+        (phase, verdict)
     }
 
     /// Before the next attempt: roll back what the failed one left open and wait for it, so the
@@ -151,10 +334,24 @@ impl<C: PooledConnection> Checkout<C> {
     /// the pool, so a sleeping call holds no pool slot. A connection that fails the reset, or
     /// takes longer than [`RESET_TIMEOUT`], is closed.
     pub async fn settle(&mut self) {
-        if let Some(held) = self.held.take() {
-            if std::mem::take(&mut self.dirty) {
-                reset_or_close::<C>(held).await;
+        let Some(mut held) = self.held.take() else {
+            return;
+        };
+        if std::mem::take(&mut self.ask_recovery) {
+            let asked = tokio::time::timeout(RESET_TIMEOUT, C::in_recovery(&mut held)).await;
+            match asked {
+                // The session's own read-only transaction: the server takes writes.
+                Ok(Ok(false)) => self.read_only_here = true,
+                // A standby: no connection to it is of use to a writer.
+                Ok(Ok(true)) | Ok(Err(_)) | Err(_) => {
+                    C::close_on_drop(&mut held);
+                    self.dirty = false;
+                    return;
+                }
             }
+        }
+        if std::mem::take(&mut self.dirty) {
+            reset_or_close::<C>(held).await;
         }
     }
 }
@@ -193,6 +390,8 @@ impl<C: PooledConnection> Default for Checkout<C> {
 /// A transaction opened by [`Checkout::begin`]; derefs to the connection.
 pub struct OpenTransaction<'c, C: PooledConnection + 'c> {
     transaction: C::Transaction<'c>,
+    /// Where a COMMIT whose answer was lost is resolved, on a fresh connection.
+    pool: &'c C::Pool,
     phase: &'c mut Phase,
 }
 
@@ -201,6 +400,13 @@ impl<'c, C: PooledConnection> OpenTransaction<'c, C> {
     pub fn commit(self) -> impl Future<Output = Result<(), C::Error>> + Send + 'c {
         *self.phase = Phase::Commit;
         C::commit(self.transaction)
+    }
+}
+
+impl<'c, C: VerifiedCommit> OpenTransaction<'c, C> {
+    /// `COMMIT`, verified (`#[transaction(verify_commit)]`, see [`VerifiedCommit`]).
+    pub fn commit_verified(self) -> impl Future<Output = Result<(), C::Error>> + Send + 'c {
+        C::commit_verified(self.transaction, self.pool, self.phase)
     }
 }
 

@@ -8,3 +8,9 @@ pub(crate) use ::sqlx08 as sqlx;
 mod version;
 
 pub(crate) use version::{classify_known, describe_known};
+
+/// A statement built at run time, as this version's `begin_with` takes it.
+#[allow(dead_code)] // without the postgres feature
+pub(crate) fn owned_sql(sql: String) -> String {
+    sql
+}

@@ -11,6 +11,7 @@ use crate::classify::{
     classify_io, classify_postgres, classify_sqlite, sealed, ErrorClass, SqlxDatabaseError,
     SqlxError,
 };
+use crate::connection::{AfterError, TransactionOptions};
 use crate::readiness::PoolProbe;
 
 /// The class of `error` when it is one of this version's error types.
@@ -83,27 +84,34 @@ fn concrete_database_error<'e>(
     None
 }
 
-/// Whether this version's `error` leaves a PostgreSQL connection unusable though it may still be
-/// open: a FATAL report (the server ends the session), an aborted transaction (25P02) that only a
-/// ROLLBACK would clear, or a prepared statement the server does not have (26000: a pooler in
-/// transaction mode hands the session's statements to other clients).
+/// What this version's `error` says about a PostgreSQL connection: unusable though it may still
+/// be open after a FATAL report (the server ends the session), an aborted transaction (25P02)
+/// that only a ROLLBACK would clear, or a prepared statement the server does not have (26000: a
+/// pooler in transaction mode hands the session's statements to other clients); a write refused
+/// as read-only (25006) needs the server asked.
 #[allow(unused_variables)] // without the postgres feature
-pub(crate) fn unusable_after(error: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn after_error(error: &(dyn StdError + 'static)) -> AfterError {
     let db: &dyn sqlx::error::DatabaseError = match error.downcast_ref::<sqlx::Error>() {
         Some(sqlx::Error::Database(db)) => db.as_ref(),
-        Some(_) => return false,
+        Some(_) => return AfterError::Nothing,
         None => match concrete_database_error(error) {
             Some(db) => db,
-            None => return false,
+            None => return AfterError::Nothing,
         },
     };
     #[cfg(feature = "postgres")]
     if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
         use sqlx::postgres::PgSeverity;
-        return matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)
-            || matches!(pg.code(), "25P02" | "26000");
+        if matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)
+            || matches!(pg.code(), "25P02" | "26000")
+        {
+            return AfterError::Unusable;
+        }
+        if pg.code() == "25006" {
+            return AfterError::RefusedAsReadOnly;
+        }
     }
-    false
+    AfterError::Nothing
 }
 
 fn classify_sqlx(error: &sqlx::Error) -> ErrorClass {
@@ -199,7 +207,7 @@ driver_error!(sqlx::sqlite::SqliteError);
 /// `wait_until_ready` takes, one per enabled driver.
 #[allow(unused_macros)] // with no driver feature on
 macro_rules! pooled_connection {
-    ($connection:ty, $database:ty, $options:ty) => {
+    ($connection:ty, $database:ty, $options:ty, $begin_with_options:path, $in_recovery:path) => {
         impl crate::connection::PooledConnection for $connection {
             type Pool = sqlx::Pool<$database>;
             type Error = sqlx::Error;
@@ -216,6 +224,13 @@ macro_rules! pooled_connection {
                 held: &mut Self::Held,
             ) -> impl std::future::Future<Output = Result<Self::Transaction<'_>, Self::Error>> + Send + '_ {
                 (**held).begin()
+            }
+
+            fn begin_with_options<'h>(
+                held: &'h mut Self::Held,
+                options: &'static TransactionOptions,
+            ) -> impl std::future::Future<Output = Result<Self::Transaction<'h>, Self::Error>> + Send + 'h {
+                $begin_with_options(held, options)
             }
 
             fn commit<'c>(
@@ -246,8 +261,14 @@ macro_rules! pooled_connection {
                 }
             }
 
-            fn unusable_after(error: &(dyn StdError + 'static)) -> bool {
-                unusable_after(error)
+            fn after_error(error: &(dyn StdError + 'static)) -> AfterError {
+                after_error(error)
+            }
+
+            fn in_recovery(
+                held: &mut Self::Held,
+            ) -> impl std::future::Future<Output = Result<bool, Self::Error>> + Send + '_ {
+                $in_recovery(held)
             }
         }
 
@@ -279,20 +300,226 @@ macro_rules! pooled_connection {
 pooled_connection!(
     sqlx::postgres::PgConnection,
     sqlx::Postgres,
-    sqlx::postgres::PgConnectOptions
+    sqlx::postgres::PgConnectOptions,
+    postgres::begin,
+    postgres::in_recovery
 );
 #[cfg(feature = "mysql")]
 pooled_connection!(
     sqlx::mysql::MySqlConnection,
     sqlx::MySql,
-    sqlx::mysql::MySqlConnectOptions
+    sqlx::mysql::MySqlConnectOptions,
+    mysql::begin,
+    no_recovery
 );
 #[cfg(feature = "sqlite")]
 pooled_connection!(
     sqlx::sqlite::SqliteConnection,
     sqlx::Sqlite,
-    sqlx::sqlite::SqliteConnectOptions
+    sqlx::sqlite::SqliteConnectOptions,
+    sqlite::begin,
+    no_recovery
 );
+
+/// A server without a recovery mode is never a standby in recovery.
+#[cfg(any(feature = "mysql", feature = "sqlite"))]
+fn no_recovery<H>(_: &mut H) -> std::future::Ready<Result<bool, sqlx::Error>> {
+    std::future::ready(Ok(false))
+}
+
+/// PostgreSQL's transactions: every option but `immediate`, and verified commits.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use super::sqlx;
+    use super::sqlx::postgres::{PgConnection, PgPool};
+    use super::sqlx::{pool::PoolConnection, Postgres, Transaction};
+    use crate::classify::ErrorClass;
+    use crate::connection::{
+        DeferrableTransactions, IsolationLevels, ReadOnlyTransactions, TransactionOptions,
+        VerifiedCommit,
+    };
+    use crate::driver::Phase;
+
+    impl IsolationLevels for PgConnection {}
+    impl ReadOnlyTransactions for PgConnection {}
+    impl DeferrableTransactions for PgConnection {}
+
+    pub(super) fn begin<'h>(
+        held: &'h mut PoolConnection<Postgres>,
+        options: &'static TransactionOptions,
+    ) -> impl Future<Output = Result<Transaction<'h, Postgres>, sqlx::Error>> + Send + 'h {
+        let mut statement = String::from("BEGIN");
+        if let Some(level) = options.isolation {
+            statement.push_str(" ISOLATION LEVEL ");
+            statement.push_str(level.as_sql());
+        }
+        if options.read_only {
+            statement.push_str(" READ ONLY");
+        }
+        if options.deferrable {
+            statement.push_str(" DEFERRABLE");
+        }
+        sqlx::Connection::begin_with(&mut **held, super::super::owned_sql(statement))
+    }
+
+    pub(super) fn in_recovery(
+        held: &mut PoolConnection<Postgres>,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send + '_ {
+        sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&mut **held)
+    }
+
+    /// How long an ambiguous COMMIT is looked into (a fresh connection, and a transaction the
+    /// server still shows in progress) before its outcome counts as unknown.
+    const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// The transaction's id and the server's timeline, read inside the transaction. The id is
+    /// `NULL` for a transaction that wrote nothing; the timeline for a server in recovery.
+    const IDENTIFY: &str = "SELECT pg_current_xact_id_if_assigned()::text, \
+         CASE WHEN pg_is_in_recovery() THEN NULL \
+         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END";
+
+    /// What became of a transaction id, and the timeline of the server that answered.
+    const STATUS: &str = "SELECT pg_xact_status($1::text::xid8), \
+         CASE WHEN pg_is_in_recovery() THEN NULL \
+         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END";
+
+    impl VerifiedCommit for PgConnection {
+        fn commit_verified<'c>(
+            mut transaction: Transaction<'c, Postgres>,
+            pool: &'c PgPool,
+            phase: &'c mut Phase,
+        ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'c {
+            async move {
+                // An aborted transaction (an error the body swallowed) fails this with 25P02:
+                // its COMMIT would only roll back, and sqlx would report that as success.
+                let (id, timeline): (Option<String>, Option<String>) = sqlx::query_as(IDENTIFY)
+                    .fetch_one(&mut *transaction)
+                    .await?;
+                *phase = Phase::Commit;
+                let error = match transaction.commit().await {
+                    Ok(()) => return Ok(()),
+                    Err(error) => error,
+                };
+                // Only a lost connection leaves the outcome open, and a transaction that wrote
+                // nothing has no outcome to look up.
+                let (Some(id), ErrorClass::ConnectionLost) = (id, super::classify_sqlx(&error))
+                else {
+                    return Err(error);
+                };
+                let resolution =
+                    tokio::time::timeout(RESOLVE_TIMEOUT, resolve(pool, &id, timeline.as_deref()))
+                        .await;
+                match resolution {
+                    Ok(Resolution::Committed) => Ok(()),
+                    Ok(Resolution::Aborted) => {
+                        // Nothing took effect: as safe to run again as a rolled-back body.
+                        *phase = Phase::Transaction;
+                        Err(error)
+                    }
+                    Ok(Resolution::Unknown) | Err(_) => Err(error),
+                }
+            }
+        }
+    }
+
+    enum Resolution {
+        Committed,
+        Aborted,
+        Unknown,
+    }
+
+    /// Ask the server, on a fresh connection, what became of transaction `id`.
+    async fn resolve(pool: &PgPool, id: &str, timeline: Option<&str>) -> Resolution {
+        loop {
+            let answer: Result<(Option<String>, Option<String>), sqlx::Error> =
+                sqlx::query_as(STATUS).bind(id).fetch_one(pool).await;
+            let Ok((Some(status), answered_on)) = answer else {
+                // The server is out of reach, or the id is not one it knows (22023, "in the
+                // future": a server that never saw it).
+                return Resolution::Unknown;
+            };
+            // A server on another timeline was promoted since; it may hand out the same ids
+            // again for other transactions, so its answer about this one cannot be trusted.
+            if timeline.is_none() || answered_on.as_deref() != timeline {
+                return Resolution::Unknown;
+            }
+            match status.as_str() {
+                "committed" => return Resolution::Committed,
+                "aborted" => return Resolution::Aborted,
+                // The backend is still finishing the COMMIT it received.
+                "in progress" => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => return Resolution::Unknown,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use std::future::Future;
+
+    use super::sqlx;
+    use super::sqlx::mysql::MySqlConnection;
+    use super::sqlx::{pool::PoolConnection, MySql, Transaction};
+    use crate::connection::{Isolation, IsolationLevels, ReadOnlyTransactions, TransactionOptions};
+
+    impl IsolationLevels for MySqlConnection {}
+    impl ReadOnlyTransactions for MySqlConnection {}
+
+    pub(super) fn begin<'h>(
+        held: &'h mut PoolConnection<MySql>,
+        options: &'static TransactionOptions,
+    ) -> impl Future<Output = Result<Transaction<'h, MySql>, sqlx::Error>> + Send + 'h {
+        async move {
+            // MySQL sets the level of the next transaction with a statement of its own.
+            if let Some(level) = options.isolation {
+                let set = match level {
+                    Isolation::ReadCommitted => "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                    Isolation::RepeatableRead => "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                    Isolation::Serializable => "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                };
+                // The executor's own boxed future: the generic helpers' futures trip
+                // rust-lang/rust#100013 inside this `Send` future.
+                sqlx::Executor::execute(&mut **held, set).await?;
+            }
+            let connection: &'h mut MySqlConnection = &mut **held;
+            if options.read_only {
+                sqlx::Connection::begin_with(connection, "START TRANSACTION READ ONLY").await
+            } else {
+                sqlx::Connection::begin(connection).await
+            }
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::future::Future;
+
+    use super::sqlx;
+    use super::sqlx::sqlite::SqliteConnection;
+    use super::sqlx::{pool::PoolConnection, Sqlite, Transaction};
+    use crate::connection::{ImmediateTransactions, TransactionOptions};
+
+    impl ImmediateTransactions for SqliteConnection {}
+
+    pub(super) fn begin<'h>(
+        held: &'h mut PoolConnection<Sqlite>,
+        options: &'static TransactionOptions,
+    ) -> impl Future<Output = Result<Transaction<'h, Sqlite>, sqlx::Error>> + Send + 'h {
+        let connection: &'h mut SqliteConnection = &mut **held;
+        async move {
+            if options.immediate {
+                sqlx::Connection::begin_with(connection, "BEGIN IMMEDIATE").await
+            } else {
+                sqlx::Connection::begin(connection).await
+            }
+        }
+    }
+}
 
 impl<DB: sqlx::Database> sealed::Sealed for sqlx::Pool<DB> {}
 

@@ -27,6 +27,7 @@ enum Mode {
     Latency(Duration),
     Blackhole,
     ResetFraction(f64),
+    AroundClientBytes(&'static [u8], f64),
 }
 
 /// Counters since the proxy started.
@@ -35,7 +36,7 @@ pub struct ProxyStats {
     /// Client connections accepted.
     pub accepted: u64,
     /// Connections the proxy reset on purpose (`reset_all`, `reset_after_bytes`,
-    /// `reset_fraction`); resets passed on from either peer are not counted.
+    /// `reset_fraction`, `reset_around`); resets passed on from either peer are not counted.
     pub resets: u64,
 }
 
@@ -139,6 +140,23 @@ impl FaultProxy {
         self.shared.mode.send_replace(Mode::ResetFraction(p));
     }
 
+    /// Whenever a client sends a chunk that holds `pattern` (a statement, say `b"COMMIT\0"`), the
+    /// connection is, with probability `p`, reset: half of those times before the chunk reaches
+    /// the server (it never runs), half right after (it runs, and its reply is lost). Applies to
+    /// open and new connections alike; seeded as [`FaultProxy::reset_fraction`].
+    pub fn reset_around(&self, pattern: &'static [u8], p: f64, seed: u64) {
+        assert!((0.0..=1.0).contains(&p), "probability {p} not in 0..=1");
+        assert!(!pattern.is_empty(), "an empty pattern matches everything");
+        *self
+            .shared
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = seed;
+        self.shared
+            .mode
+            .send_replace(Mode::AroundClientBytes(pattern, p));
+    }
+
     pub fn stats(&self) -> ProxyStats {
         ProxyStats {
             accepted: self.shared.accepted.load(Ordering::Relaxed),
@@ -167,9 +185,22 @@ impl Shared {
                 let bytes = splitmix64(&mut state) % (MAX_RANDOM_RESET_BYTES + 1);
                 (roll < p).then_some(bytes)
             }
-            Mode::Pass | Mode::Latency(_) | Mode::Blackhole => None,
+            Mode::Pass | Mode::Latency(_) | Mode::Blackhole | Mode::AroundClientBytes(..) => None,
         }
     }
+
+    /// A uniform draw in [0, 1) from the shared generator.
+    fn roll(&self) -> f64 {
+        let mut state = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Where a client chunk is cut off by [`FaultProxy::reset_around`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Before,
+    After,
 }
 
 /// A small, well-mixed PRNG step; plenty for picking which connections to break.
@@ -277,9 +308,9 @@ async fn forward(
         server_write,
         shared.mode.subscribe(),
         None,
-        false,
+        Some(shared),
     );
-    let downstream = pump(server_read, client_write, mode, reset_at, true);
+    let downstream = pump(server_read, client_write, mode, reset_at, None);
     match tokio::try_join!(upstream, downstream) {
         Ok(_) => Outcome::Closed,
         Err(outcome) => outcome,
@@ -287,14 +318,16 @@ async fn forward(
 }
 
 /// Copies one direction until EOF (then half-closes the other side, so the peer's reply can
-/// still come back) or until `reset_at` bytes have been copied.
+/// still come back) or until `reset_at` bytes have been copied. `upstream` is set for the
+/// client-to-server direction, which [`FaultProxy::reset_around`] watches.
 async fn pump(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
     mut mode: watch::Receiver<Mode>,
     reset_at: Option<u64>,
-    downstream: bool,
+    upstream: Option<&Shared>,
 ) -> Result<(), Outcome> {
+    let downstream = upstream.is_none();
     let mut buf = vec![0u8; 16 * 1024];
     let mut copied = 0u64;
     loop {
@@ -319,10 +352,32 @@ async fn pump(
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        let cut = match (current, upstream) {
+            (Mode::AroundClientBytes(pattern, p), Some(shared))
+                if buf[..n].windows(pattern.len()).any(|w| w == pattern) =>
+            {
+                let roll = shared.roll();
+                (roll < p).then(|| {
+                    if roll < p / 2.0 {
+                        Cut::Before
+                    } else {
+                        Cut::After
+                    }
+                })
+            }
+            _ => None,
+        };
+        if cut == Some(Cut::Before) {
+            return Err(Outcome::Injected);
+        }
         // A partition that started while this chunk was in flight holds it too.
         healed(&mut mode).await;
         to.write_all(&buf[..n]).await.map_err(|_| Outcome::Failed)?;
         copied += n as u64;
+        if cut == Some(Cut::After) {
+            let _ = to.flush().await;
+            return Err(Outcome::Injected);
+        }
     }
 }
 
