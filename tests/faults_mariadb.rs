@@ -357,3 +357,72 @@ async fn a_write_refused_by_snapshot_isolation_is_retried() {
         "the other session's write and ours, each once"
     );
 }
+
+/// Reads a row twice, with another session's committed change in between.
+#[db_retry(max = 0)]
+async fn read_twice_read_committed(
+    #[transaction(isolation = read_committed)] tx: &mut MySqlConnection,
+    server: &MariaDbServer,
+) -> Result<(i64, i64), sqlx::Error> {
+    read_twice(tx, server).await
+}
+
+#[db_retry(max = 0)]
+async fn read_twice_default(
+    #[transaction] tx: &mut MySqlConnection,
+    server: &MariaDbServer,
+) -> Result<(i64, i64), sqlx::Error> {
+    read_twice(tx, server).await
+}
+
+async fn read_twice(
+    tx: &mut MySqlConnection,
+    server: &MariaDbServer,
+) -> Result<(i64, i64), sqlx::Error> {
+    let first: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    server
+        .exec_admin("UPDATE accounts SET balance = balance + 5 WHERE id = 1")
+        .await;
+    let second: i64 = sqlx::query_scalar("SELECT balance FROM accounts WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((first, second))
+}
+
+#[db_retry(max = 3, base = 1ms)]
+async fn write_in_read_only(
+    #[transaction(read_only)] tx: &mut MySqlConnection,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    attempts.fetch_add(1, Ordering::SeqCst);
+    sqlx::query("UPDATE accounts SET balance = 0 WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+// The isolation level is set before START TRANSACTION (MariaDB's default is REPEATABLE READ);
+// a read-only transaction refuses writes with 1792, which is not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_options_reach_mariadb() {
+    let server = MariaDbServer::start();
+    let pool = accounts(&server).await;
+
+    assert_eq!(
+        read_twice_read_committed(&pool, &server).await.unwrap(),
+        (100, 105),
+        "read committed sees the other session's commit"
+    );
+    assert_eq!(
+        read_twice_default(&pool, &server).await.unwrap(),
+        (105, 105),
+        "the control: repeatable read keeps its snapshot"
+    );
+
+    let attempts = AtomicU32::new(0);
+    let error = write_in_read_only(&pool, &attempts).await.unwrap_err();
+    assert_eq!(mysql_error_number(&error), Some(1792), "{error}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+}

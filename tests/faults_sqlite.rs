@@ -161,3 +161,61 @@ async fn same_load_without_retries_hits_sqlite_busy() {
         "with a zero busy timeout, concurrent writers must collide"
     );
 }
+
+/// Begins with `BEGIN IMMEDIATE`; reports whether another connection could take the write lock
+/// while this transaction was open but had not written yet.
+#[db_retry(max = 0)]
+async fn immediate_then_probe(
+    #[transaction(immediate)] tx: &mut SqliteConnection,
+    pool: &SqlitePool,
+) -> Result<bool, sqlx::Error> {
+    let _: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut other = pool.acquire().await?;
+    let other_got_the_lock = sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *other)
+        .await
+        .is_ok();
+    if other_got_the_lock {
+        sqlx::query("ROLLBACK").execute(&mut *other).await?;
+    }
+    Ok(other_got_the_lock)
+}
+
+/// The same with a plain (deferred) `BEGIN`.
+#[db_retry(max = 0)]
+async fn deferred_then_probe(
+    #[transaction] tx: &mut SqliteConnection,
+    pool: &SqlitePool,
+) -> Result<bool, sqlx::Error> {
+    let _: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut other = pool.acquire().await?;
+    let other_got_the_lock = sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *other)
+        .await
+        .is_ok();
+    if other_got_the_lock {
+        sqlx::query("ROLLBACK").execute(&mut *other).await?;
+    }
+    Ok(other_got_the_lock)
+}
+
+// `#[transaction(immediate)]` takes SQLite's write lock when the transaction begins, so writers
+// queue at BEGIN instead of failing midway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immediate_transaction_holds_the_write_lock_from_its_begin() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = contended_pool(&dir).await;
+
+    assert!(
+        !immediate_then_probe(&pool, &pool).await.unwrap(),
+        "no other writer while BEGIN IMMEDIATE is open"
+    );
+    assert!(
+        deferred_then_probe(&pool, &pool).await.unwrap(),
+        "the control: a deferred BEGIN takes no write lock until it writes"
+    );
+}

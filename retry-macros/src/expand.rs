@@ -269,10 +269,14 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
             let begin = sqlx_step(begin, plan);
             let commit = match options.verify_commit {
                 // Located at the option, where a connection type that cannot verify is named.
-                Some(span) => located_at(quote!(#transaction.commit_verified().await?), span),
-                None => quote!(#transaction.commit().await?),
+                Some(span) => {
+                    let verified =
+                        located_at(quote!(#private::commit_verified(#transaction).await), span);
+                    let question = sqlx_step(quote!(?), plan);
+                    quote!(#verified #question)
+                }
+                None => sqlx_step(quote!(#transaction.commit().await?), plan),
             };
-            let commit = sqlx_step(commit, plan);
             (
                 quote!(let mut #checkout = #private::Checkout::<#conn_ty>::new();),
                 quote! {

@@ -265,6 +265,7 @@ pub fn classify_io(error: &io::Error) -> ErrorClass {
 /// unusable and the statement may or may not have reached the server; but some are raised while
 /// the client is still encoding a message or choosing how to log in, before anything was sent,
 /// and the same call fails the same way again.
+#[cfg(any(feature = "sqlx09", feature = "sqlx08"))]
 pub(crate) fn classify_protocol(message: &str) -> ErrorClass {
     const BEFORE_SENDING: &[&str] = &[
         // A statement with more bind arguments than the wire format can count (PostgreSQL).
@@ -292,6 +293,7 @@ pub(crate) fn classify_protocol(message: &str) -> ErrorClass {
 /// A TLS failure: a certificate that does not verify, a server that does not support TLS or a
 /// handshake that cannot agree fails the same way on every attempt. Only an I/O error under it
 /// (the connection dropped during the handshake) is worth another try.
+#[cfg(any(feature = "sqlx09", feature = "sqlx08"))]
 pub(crate) fn classify_tls(error: &(dyn StdError + 'static)) -> ErrorClass {
     let mut current = Some(error);
     while let Some(error) = current {

@@ -403,11 +403,19 @@ impl<'c, C: PooledConnection> OpenTransaction<'c, C> {
     }
 }
 
-impl<'c, C: VerifiedCommit> OpenTransaction<'c, C> {
-    /// `COMMIT`, verified (`#[transaction(verify_commit)]`, see [`VerifiedCommit`]).
-    pub fn commit_verified(self) -> impl Future<Output = Result<(), C::Error>> + Send + 'c {
-        C::commit_verified(self.transaction, self.pool, self.phase)
-    }
+/// `COMMIT`, verified (`#[transaction(verify_commit)]`, see [`VerifiedCommit`]). Boxed, so
+/// that its type does not depend on the bound: a connection type that cannot verify is then one
+/// error, about [`VerifiedCommit`].
+pub fn commit_verified<'c, C: VerifiedCommit>(
+    transaction: OpenTransaction<'c, C>,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), <C as PooledConnection>::Error>> + Send + 'c>>
+{
+    let OpenTransaction {
+        transaction,
+        pool,
+        phase,
+    } = transaction;
+    Box::pin(C::commit_verified(transaction, pool, phase))
 }
 
 impl<C: PooledConnection> std::ops::Deref for OpenTransaction<'_, C> {

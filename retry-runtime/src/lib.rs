@@ -57,7 +57,8 @@ pub use readiness::{health, wait_until_ready, ConnectTarget, Health, PoolProbe};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::connection::{
-        supports, Checkout, Isolation, OpenTransaction, PooledConnection, TransactionOptions,
+        commit_verified, supports, Checkout, Isolation, OpenTransaction, PooledConnection,
+        TransactionOptions,
     };
     pub use crate::expansion::{
         ArgOf, Classifiable, ClassifyItself, ClassifyTarget, CloneForAttempt,

@@ -11,6 +11,7 @@ use crate::classify::{
     classify_io, classify_postgres, classify_sqlite, sealed, ErrorClass, SqlxDatabaseError,
     SqlxError,
 };
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 use crate::connection::{AfterError, TransactionOptions};
 use crate::readiness::PoolProbe;
 
@@ -89,6 +90,7 @@ fn concrete_database_error<'e>(
 /// that only a ROLLBACK would clear, or a prepared statement the server does not have (26000: a
 /// pooler in transaction mode hands the session's statements to other clients); a write refused
 /// as read-only (25006) needs the server asked.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 #[allow(unused_variables)] // without the postgres feature
 pub(crate) fn after_error(error: &(dyn StdError + 'static)) -> AfterError {
     let db: &dyn sqlx::error::DatabaseError = match error.downcast_ref::<sqlx::Error>() {
@@ -387,6 +389,9 @@ mod postgres {
          ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END";
 
     impl VerifiedCommit for PgConnection {
+        // A declared `Send` future rather than an `async fn`, which rustc cannot prove `Send`
+        // inside the attempt closure (rust-lang/rust#100013).
+        #[allow(clippy::manual_async_fn)]
         fn commit_verified<'c>(
             mut transaction: Transaction<'c, Postgres>,
             pool: &'c PgPool,
@@ -469,6 +474,7 @@ mod mysql {
     impl IsolationLevels for MySqlConnection {}
     impl ReadOnlyTransactions for MySqlConnection {}
 
+    #[allow(clippy::manual_async_fn)] // declared `Send`, as above
     pub(super) fn begin<'h>(
         held: &'h mut PoolConnection<MySql>,
         options: &'static TransactionOptions,
@@ -485,7 +491,7 @@ mod mysql {
                 // rust-lang/rust#100013 inside this `Send` future.
                 sqlx::Executor::execute(&mut **held, set).await?;
             }
-            let connection: &'h mut MySqlConnection = &mut **held;
+            let connection: &'h mut MySqlConnection = held;
             if options.read_only {
                 sqlx::Connection::begin_with(connection, "START TRANSACTION READ ONLY").await
             } else {
@@ -510,7 +516,7 @@ mod sqlite {
         held: &'h mut PoolConnection<Sqlite>,
         options: &'static TransactionOptions,
     ) -> impl Future<Output = Result<Transaction<'h, Sqlite>, sqlx::Error>> + Send + 'h {
-        let connection: &'h mut SqliteConnection = &mut **held;
+        let connection: &'h mut SqliteConnection = held;
         async move {
             if options.immediate {
                 sqlx::Connection::begin_with(connection, "BEGIN IMMEDIATE").await
