@@ -333,11 +333,52 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     let first_judged = judged(quote!((#retrier, #delay)));
     let next_judged = judged(quote!(#delay));
 
+    // With `attempt_timeout`, each attempt runs under a timeout: the key's value, or the time
+    // left before the deadline when that is shorter (all of the deadline, for the first).
+    let timed_out = Ident::new("timed_out", mixed);
+    let (timeout_setup, first_attempt, next_attempt) = match config.attempt_timeout {
+        None => (
+            quote!(),
+            quote!((&mut #attempt) #call),
+            quote!((&mut #attempt) #call),
+        ),
+        Some(limit) => {
+            let key_span = config.attempt_timeout_at.unwrap_or_else(Span::call_site);
+            let first = config
+                .deadline
+                .map_or(limit, |deadline| limit.min(deadline));
+            let nanos = |d: std::time::Duration| {
+                let nanos = proc_macro2::Literal::u64_unsuffixed(d.as_nanos() as u64);
+                quote!(#private::Duration::from_nanos(#nanos))
+            };
+            let (first, limit) = (nanos(first), nanos(limit));
+            // The error a cancelled attempt ends with, in the function's own error type; a type
+            // that cannot hold one is reported at the key.
+            let convert = located_at(
+                quote! {{
+                    use #private::{
+                        TimedOutItself as _, TimedOutUnconvertible as _, TimedOutViaSqlx08 as _,
+                        TimedOutViaSqlx09 as _,
+                    };
+                    (&&&#private::TimedOutAs::<<#ret as #private::ResultParts>::Error>::new())
+                        .convert(#timed_out)
+                }},
+                key_span,
+            );
+            (
+                quote!(let #timed_out = |#timed_out: #private::AttemptTimedOut| #convert;),
+                quote!(#private::within(#first, (&mut #attempt) #call, #timed_out)),
+                quote!(#private::within(#retrier.attempt_limit(#limit), (&mut #attempt) #call, #timed_out)),
+            )
+        }
+    };
+
     let destructure = destructure_tokens(&plan.rebinds);
     let body = quote! {
             #destructure
             #start_clock
             #setup
+            #timeout_setup
             // The policy, checked at compile time, behind a function that takes no room in the
             // future; its `static` is in a block of its own, as items aren't hygienic.
             let #policy_fn = || {
@@ -345,7 +386,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 &#policy_name
             };
             let mut #attempt = #closure;
-            let (mut #retrier, mut #delay) = match #private::as_attempt((&mut #attempt) #call, #policy_fn).await {
+            let (mut #retrier, mut #delay) = match #private::as_attempt(#first_attempt, #policy_fn).await {
                 ::core::result::Result::Ok(#value) => return ::core::result::Result::Ok(#value),
                 ::core::result::Result::Err(#error) => {
                     let mut #retrier = #new_retrier;
@@ -358,7 +399,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 loop {
                     #settle
                     #private::sleep(#delay).await;
-                    #delay = match #private::as_attempt((&mut #attempt) #call, #policy_fn).await {
+                    #delay = match #private::as_attempt(#next_attempt, #policy_fn).await {
                         ::core::result::Result::Ok(#value) => {
                             #retrier.succeeded();
                             return ::core::result::Result::Ok(#value);

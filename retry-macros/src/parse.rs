@@ -19,6 +19,7 @@ pub(crate) const KEYS: &[&str] = &[
     "cap",
     "jitter",
     "deadline",
+    "attempt_timeout",
     "idempotent",
     "crate",
 ];
@@ -51,6 +52,7 @@ pub(crate) struct Args {
     pub cap: Option<Spanned<Duration>>,
     pub jitter: Option<Spanned<Jitter>>,
     pub deadline: Option<Spanned<Duration>>,
+    pub attempt_timeout: Option<Spanned<Duration>>,
     pub idempotent: Option<Spanned<bool>>,
     pub crate_path: Option<Path>,
 }
@@ -123,6 +125,10 @@ impl Args {
             "cap" => once!(self.cap, parse_duration("cap", &value)),
             "jitter" => once!(self.jitter, parse_jitter(&value)),
             "deadline" => once!(self.deadline, parse_duration("deadline", &value)),
+            "attempt_timeout" => once!(
+                self.attempt_timeout,
+                parse_duration("attempt_timeout", &value)
+            ),
             "idempotent" => once!(self.idempotent, parse_bool("idempotent", &value)),
             "crate" => {
                 if self.crate_path.is_some() {

@@ -20,6 +20,10 @@ pub(crate) struct Config {
     pub cap: Duration,
     pub jitter: Jitter,
     pub deadline: Option<Duration>,
+    /// `attempt_timeout`: how long one attempt may run before it is cancelled.
+    pub attempt_timeout: Option<Duration>,
+    /// Where `attempt_timeout` was written, if it was.
+    pub attempt_timeout_at: Option<Span>,
     pub idempotent: bool,
     /// Where `idempotent = false` was written, if it was.
     pub not_idempotent_at: Option<Span>,
@@ -46,6 +50,14 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
     // The rules are the runtime builder's: both ask `db-retry-policy`. Here each broken rule is
     // reported on the key that broke it, in the attribute's words.
     let schedule = settings.check().map_err(|error| explain(&error, &args))?;
+    // A bound of the generated code alone (the function form leaves timeouts to the caller's
+    // `tokio::time::timeout`), so checked here.
+    if let Some(timeout) = args.attempt_timeout.as_ref().filter(|t| t.value.is_zero()) {
+        return Err(syn::Error::new(
+            timeout.span,
+            "an `attempt_timeout` of zero cancels every attempt before it starts; remove it or make it longer",
+        ));
+    }
     Ok(Config {
         max: schedule.max_retries,
         on: match args.on {
@@ -61,6 +73,8 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
         cap: schedule.cap,
         jitter: schedule.jitter,
         deadline: schedule.deadline,
+        attempt_timeout: args.attempt_timeout.as_ref().map(|timeout| timeout.value),
+        attempt_timeout_at: args.attempt_timeout.as_ref().map(|timeout| timeout.span),
         idempotent: schedule.idempotent,
         not_idempotent_at: args
             .idempotent

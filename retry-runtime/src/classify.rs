@@ -172,6 +172,10 @@ fn classify_known(error: &(dyn StdError + 'static)) -> Option<ErrorClass> {
     if let Some(class) = crate::ecosystem::classify_known(error) {
         return Some(class);
     }
+    // An attempt `attempt_timeout` cancelled: it may have run.
+    if error.is::<crate::expansion::AttemptTimedOut>() {
+        return Some(ErrorClass::ConnectionLost);
+    }
     if let Some(error) = error.downcast_ref::<io::Error>() {
         return Some(classify_io(error));
     }

@@ -95,6 +95,8 @@ pub struct Retrier<'p> {
     /// Read only when the policy has a deadline, so the happy path reads no clock otherwise.
     started: Option<Instant>,
     schedule: Schedule,
+    /// The last delay was cut short to fit the deadline: the attempt after it is the last.
+    cut_to_deadline: bool,
 }
 
 impl<'p> Retrier<'p> {
@@ -107,6 +109,7 @@ impl<'p> Retrier<'p> {
             retries: 0,
             started: policy.deadline.map(|_| Instant::now()),
             schedule: Schedule::new(),
+            cut_to_deadline: false,
         }
     }
 
@@ -120,12 +123,24 @@ impl<'p> Retrier<'p> {
             retries: 0,
             started: Some(started),
             schedule: Schedule::new(),
+            cut_to_deadline: false,
         }
     }
 
     /// Retries made so far.
     pub fn retries(&self) -> u32 {
         self.retries
+    }
+
+    /// How long the next attempt may run under `attempt_timeout`: the timeout, or the time left
+    /// before the deadline when that is shorter.
+    pub fn attempt_limit(&self, attempt_timeout: Duration) -> Duration {
+        match (self.policy.deadline, self.started) {
+            (Some(deadline), Some(started)) => {
+                attempt_timeout.min(deadline.saturating_sub(started.elapsed()))
+            }
+            _ => attempt_timeout,
+        }
     }
 
     /// Record a success; emits a DEBUG event if it took retries, nothing otherwise.
@@ -221,6 +236,7 @@ impl<'p> Retrier<'p> {
                         self.retries + 1,
                         Some(class),
                         "the attempt may have taken effect and the function is not idempotent",
+                        None,
                     );
                 }
                 (Some(class), may_have_run, wanted)
@@ -246,19 +262,27 @@ impl<'p> Retrier<'p> {
         }
         if self.retries >= self.policy.max_retries {
             if self.policy.max_retries > 0 {
-                failure.gave_up(self.retries + 1, class, "no retries left");
+                failure.gave_up(self.retries + 1, class, "no retries left", Some("max"));
             }
             return None;
         }
-        let delay = self.schedule.next_delay(self.policy, self.retries);
+        let mut delay = self.schedule.next_delay(self.policy, self.retries);
         if let (Some(deadline), Some(started)) = (self.policy.deadline, self.started) {
-            if started.elapsed().saturating_add(delay) >= deadline {
+            let left = deadline.saturating_sub(started.elapsed());
+            if left.is_zero() || self.cut_to_deadline {
                 failure.gave_up(
                     self.retries + 1,
                     class,
-                    "the deadline would pass before the next attempt",
+                    "the deadline leaves no time for another attempt",
+                    Some("deadline"),
                 );
                 return None;
+            }
+            // A delay that would reach the deadline (an unlucky jitter draw, a long backoff) is
+            // cut to half the time left, so one last attempt still starts with time to run.
+            if delay >= left {
+                delay = left / 2;
+                self.cut_to_deadline = true;
             }
         }
         self.retries += 1;

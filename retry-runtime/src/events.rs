@@ -58,13 +58,26 @@ impl<'e> Failure<'e> {
         );
     }
 
-    pub(crate) fn gave_up(&self, attempts: u32, class: Option<ErrorClass>, reason: &'static str) {
+    /// Giving up on a transient error; `bound` names the limit that ended the call (`max`,
+    /// `deadline`), reported as `attempt_timeout` when that limit cancelled the last attempt.
+    pub(crate) fn gave_up(
+        &self,
+        attempts: u32,
+        class: Option<ErrorClass>,
+        reason: &'static str,
+        bound: Option<&'static str>,
+    ) {
+        let bound = match bound {
+            Some(_) if self.decided_by.is_some_and(was_cancelled) => Some("attempt_timeout"),
+            bound => bound,
+        };
         tracing::warn!(
             target: "db_retry",
             function = self.function,
             attempts,
             class = class.map_or("custom", ErrorClass::as_str),
             reason,
+            bound,
             error = %self.error,
             cause = self.cause().as_deref(),
             "giving up on a transient database error"
@@ -83,6 +96,27 @@ impl<'e> Failure<'e> {
             "not retrying here: this call runs inside another retried call, which retries"
         );
     }
+}
+
+/// Whether `error`'s chain holds an attempt cancelled by `attempt_timeout` (an I/O error holds
+/// it as its payload, which `source()` skips).
+fn was_cancelled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<crate::expansion::AttemptTimedOut>() {
+            return true;
+        }
+        if let Some(payload) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            if payload.is::<crate::expansion::AttemptTimedOut>() {
+                return true;
+            }
+        }
+        current = error.source();
+    }
+    false
 }
 
 pub(crate) fn succeeded_after_retries(function: &'static str, attempts: u32) {

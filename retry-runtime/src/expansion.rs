@@ -148,3 +148,150 @@ impl<'e, E> Unclassified<'e> for ErrorOf<'e, E> {
 pub trait Classifiable: Classify + Display {}
 
 impl<E: Classify + Display + ?Sized> Classifiable for E {}
+
+/// The error an attempt ends with when `attempt_timeout` cancels it. It counts as a lost
+/// connection: the attempt may have run, so a function with `idempotent = false` retries it
+/// only where nothing it did can have taken effect.
+///
+/// `#[db_retry(attempt_timeout = …)]` turns it into the function's error type: with
+/// `From<AttemptTimedOut>` (implemented for `sqlx::Error`, `std::io::Error`, `anyhow::Error` and
+/// `Box<dyn Error + Send + Sync>`), or else through `From<sqlx::Error>`, as a sqlx I/O error of
+/// kind `TimedOut` that holds this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    limit: std::time::Duration,
+}
+
+impl AttemptTimedOut {
+    /// An attempt cancelled after `limit`.
+    pub fn new(limit: std::time::Duration) -> Self {
+        AttemptTimedOut { limit }
+    }
+
+    /// How long the attempt was allowed to run.
+    pub fn limit(&self) -> std::time::Duration {
+        self.limit
+    }
+}
+
+impl Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the attempt was cancelled after {:?} (attempt_timeout)",
+            self.limit
+        )
+    }
+}
+
+impl StdError for AttemptTimedOut {}
+
+impl From<AttemptTimedOut> for std::io::Error {
+    fn from(timed_out: AttemptTimedOut) -> Self {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, timed_out)
+    }
+}
+
+/// Run one attempt for at most `limit`; past it the attempt is dropped (cancelled) and the call
+/// gets `timed_out`'s error instead.
+pub async fn within<T, E, F>(
+    limit: std::time::Duration,
+    attempt: F,
+    timed_out: impl FnOnce(AttemptTimedOut) -> E,
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(AttemptTimedOut::new(limit))),
+    }
+}
+
+/// The error type of a `Result` type, so generated code can name `E` of a signature written
+/// with an alias such as `sqlx::Result<T>`.
+pub trait ResultParts {
+    /// `E` of `Result<T, E>`.
+    type Error;
+}
+
+impl<T, E> ResultParts for Result<T, E> {
+    type Error = E;
+}
+
+/// Turns an [`AttemptTimedOut`] into the function's error type `E`. The rewritten function
+/// calls `(&&&TimedOutAs::<E>::new()).convert(timed_out)`: `E: From<AttemptTimedOut>` first,
+/// then `E: From<sqlx::Error>` of sqlx 0.9, then of sqlx 0.8, and otherwise a compile error
+/// that says what `E` needs.
+pub struct TimedOutAs<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> TimedOutAs<E> {
+    /// The converter for `E`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        TimedOutAs(std::marker::PhantomData)
+    }
+}
+
+/// `E: From<AttemptTimedOut>`.
+pub trait TimedOutItself<E> {
+    /// The error for a cancelled attempt.
+    fn convert(&self, timed_out: AttemptTimedOut) -> E;
+}
+
+impl<E: From<AttemptTimedOut>> TimedOutItself<E> for &&&TimedOutAs<E> {
+    fn convert(&self, timed_out: AttemptTimedOut) -> E {
+        E::from(timed_out)
+    }
+}
+
+/// `E: From<sqlx::Error>` of sqlx 0.9.
+pub trait TimedOutViaSqlx09<E> {
+    /// The error for a cancelled attempt, as sqlx's I/O error.
+    fn convert(&self, timed_out: AttemptTimedOut) -> E;
+}
+
+#[cfg(feature = "sqlx09")]
+impl<E: From<::sqlx::Error>> TimedOutViaSqlx09<E> for &&TimedOutAs<E> {
+    fn convert(&self, timed_out: AttemptTimedOut) -> E {
+        E::from(::sqlx::Error::from(timed_out))
+    }
+}
+
+/// `E: From<sqlx::Error>` of sqlx 0.8.
+pub trait TimedOutViaSqlx08<E> {
+    /// The error for a cancelled attempt, as sqlx's I/O error.
+    fn convert(&self, timed_out: AttemptTimedOut) -> E;
+}
+
+#[cfg(feature = "sqlx08")]
+impl<E: From<::sqlx08::Error>> TimedOutViaSqlx08<E> for &TimedOutAs<E> {
+    fn convert(&self, timed_out: AttemptTimedOut) -> E {
+        E::from(::sqlx08::Error::from(timed_out))
+    }
+}
+
+/// None of those: the call compiles only where the bound holds, which it never does here.
+pub trait TimedOutUnconvertible<E> {
+    /// Never callable.
+    fn convert(&self, timed_out: AttemptTimedOut) -> E
+    where
+        E: ConvertsTimedOut;
+}
+
+impl<E> TimedOutUnconvertible<E> for TimedOutAs<E> {
+    fn convert(&self, _: AttemptTimedOut) -> E
+    where
+        E: ConvertsTimedOut,
+    {
+        unreachable!("ConvertsTimedOut has no implementations")
+    }
+}
+
+/// Implemented by nothing: names what an error type needs for `attempt_timeout`.
+#[diagnostic::on_unimplemented(
+    message = "`attempt_timeout` ends a cancelled attempt with an error of the function's own type, and `{Self}` cannot be made from one",
+    label = "`{Self}` needs `From<db_retry::AttemptTimedOut>` or `From<sqlx::Error>`",
+    note = "add a variant for it, as `#[error(transparent)] TimedOut(#[from] db_retry::AttemptTimedOut)` with thiserror, or a `From<sqlx::Error>` impl (a cancelled attempt then arrives as a sqlx I/O error of kind `TimedOut`)"
+)]
+pub trait ConvertsTimedOut: sealed::Nothing {}

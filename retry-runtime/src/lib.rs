@@ -48,6 +48,7 @@ pub use connection::{
     PooledConnection, ReadOnlyTransactions, TransactionOptions, VerifiedCommit, RESET_TIMEOUT,
 };
 pub use driver::{retry, retry_with, sleep, Phase, Retrier, Verdict};
+pub use expansion::AttemptTimedOut;
 pub use policy::{
     Backoff, Jitter, PolicyError, RetryOn, RetryPolicy, RetryPolicyBuilder, MAX_RETRIES_LIMIT,
 };
@@ -61,8 +62,10 @@ pub mod __private {
         TransactionOptions,
     };
     pub use crate::expansion::{
-        ArgOf, Classifiable, ClassifyItself, ClassifyTarget, CloneForAttempt,
-        EachAttemptNeedsItsOwnCopy, ErrorOf, Judged, NotCloneForAttempt, Unclassified,
+        within, ArgOf, AttemptTimedOut, Classifiable, ClassifyItself, ClassifyTarget,
+        CloneForAttempt, EachAttemptNeedsItsOwnCopy, ErrorOf, Judged, NotCloneForAttempt,
+        ResultParts, TimedOutAs, TimedOutItself, TimedOutUnconvertible, TimedOutViaSqlx08,
+        TimedOutViaSqlx09, Unclassified,
     };
     pub use crate::layers::{as_attempt, Attempt, Enclosing};
     pub use crate::{

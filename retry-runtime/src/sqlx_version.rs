@@ -168,6 +168,12 @@ fn classify_database(error: &dyn sqlx::error::DatabaseError) -> ErrorClass {
     }
 }
 
+impl From<crate::expansion::AttemptTimedOut> for sqlx::Error {
+    fn from(timed_out: crate::expansion::AttemptTimedOut) -> Self {
+        sqlx::Error::Io(timed_out.into())
+    }
+}
+
 impl sealed::Sealed for sqlx::Error {}
 
 impl SqlxError for sqlx::Error {

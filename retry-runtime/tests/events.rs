@@ -232,3 +232,38 @@ fn an_unreachable_host_is_a_failed_connect_only_while_getting_the_connection() {
     assert_eq!(events[1].fields["class"], "connection_lost");
     assert_eq!(events[1].fields["may_have_run"], "true");
 }
+
+#[test]
+fn giving_up_names_the_bound_that_ended_the_call() {
+    use db_retry_runtime::AttemptTimedOut;
+    let policy = no_jitter(1);
+    let (_, events) = recorded(retry(&policy, || async {
+        Err::<(), _>(sqlx::Error::from(AttemptTimedOut::new(
+            Duration::from_secs(2),
+        )))
+    }));
+    assert_eq!(events.last().unwrap().fields["bound"], "attempt_timeout");
+
+    let (_, events) = recorded(retry(&policy, || async {
+        Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset))
+    }));
+    assert_eq!(events.last().unwrap().fields["bound"], "max");
+
+    let short = RetryPolicy::builder()
+        .max_retries(10)
+        .base(Duration::from_millis(600))
+        .backoff(db_retry_runtime::Backoff::Fixed)
+        .jitter(Jitter::None)
+        .deadline(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let (_, events) = recorded(retry(&short, || async {
+        Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset))
+    }));
+    let last = events.last().unwrap();
+    assert_eq!(last.fields["bound"], "deadline");
+    assert_eq!(
+        last.fields["reason"],
+        "the deadline leaves no time for another attempt"
+    );
+}

@@ -359,8 +359,9 @@ async fn permanent_error_stops_after_one_attempt_without_sleeping() {
 // ---- deadline ----
 
 #[tokio::test(start_paused = true)]
-async fn deadline_stops_exponential_retries_before_an_attempt_would_start_past_it() {
-    // Attempts start at 0, 100, 300, 700 ms; the next would start at 1500 ms > 1 s.
+async fn deadline_cuts_the_delay_that_would_reach_it_and_allows_one_last_attempt() {
+    // Attempts start at 0, 100, 300, 700 ms; the next delay (800 ms) would reach the deadline,
+    // so it is cut to half the 300 ms left: a last attempt at 850 ms, then the call gives up.
     let deadline = ms(1000);
     let policy = no_jitter()
         .base(ms(100))
@@ -372,16 +373,16 @@ async fn deadline_stops_exponential_retries_before_an_attempt_would_start_past_i
     let start = Instant::now();
     let run = always_failing(&policy, refused).await;
     let elapsed = start.elapsed();
-    assert_eq!(run.attempts(), 4);
-    assert_eq!(run.gaps(), [100, 200, 400].map(ms));
-    assert_eq!(elapsed, ms(700));
-    assert!(elapsed <= deadline);
-    assert!(run.error().to_string().contains("attempt 4"));
+    assert_eq!(run.attempts(), 5);
+    assert_eq!(run.gaps(), [100, 200, 400, 150].map(ms));
+    assert_eq!(elapsed, ms(850));
+    assert!(run.error().to_string().contains("attempt 5"));
 }
 
 #[tokio::test(start_paused = true)]
-async fn deadline_forbids_an_attempt_that_would_start_exactly_at_it() {
-    // Fixed 100 ms: attempts at 0, 100, …, 900 ms; the next would start exactly at 1 s.
+async fn deadline_never_lets_an_attempt_start_at_or_past_it() {
+    // Fixed 100 ms: attempts at 0, 100, …, 900 ms; the next would start exactly at 1 s, so the
+    // last delay is cut to 50 ms (half of what is left) and the last attempt starts at 950 ms.
     let deadline = ms(1000);
     let policy = no_jitter()
         .backoff(Backoff::Fixed)
@@ -392,16 +393,18 @@ async fn deadline_forbids_an_attempt_that_would_start_exactly_at_it() {
         .unwrap();
     let start = Instant::now();
     let run = always_failing(&policy, refused).await;
-    assert_eq!(run.attempts(), 10);
-    assert_eq!(start.elapsed(), ms(900));
-    assert!(start.elapsed() <= deadline);
-    assert!(run.error().to_string().contains("attempt 10"));
+    assert_eq!(run.attempts(), 11);
+    assert_eq!(run.gaps().last(), Some(&ms(50)));
+    assert_eq!(start.elapsed(), ms(950));
+    assert!(run.error().to_string().contains("attempt 11"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn deadline_counts_the_time_spent_inside_attempts() {
     // Each attempt takes 150 ms, then 100 ms of backoff: starts at 0, 250, 500, 750 ms; the
-    // fourth ends at 900 ms and a fifth would start at 1 s.
+    // fourth ends at 900 ms, and the 100 ms delay would reach the deadline: cut to 50 ms, a last
+    // attempt starts at 950 ms (it runs past the deadline: without `attempt_timeout`, nothing
+    // cuts an attempt short).
     let deadline = ms(1000);
     let policy = no_jitter()
         .backoff(Backoff::Fixed)
@@ -421,10 +424,35 @@ async fn deadline_counts_the_time_spent_inside_attempts() {
         }
     })
     .await;
-    assert_eq!(starts, [0, 250, 500, 750].map(ms));
-    assert_eq!(start.elapsed(), ms(900));
-    assert!(start.elapsed() <= deadline);
-    assert!(result.unwrap_err().to_string().contains("attempt 4"));
+    assert_eq!(starts, [0, 250, 500, 750, 950].map(ms));
+    assert_eq!(start.elapsed(), ms(1100));
+    assert!(result.unwrap_err().to_string().contains("attempt 5"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unlucky_jitter_draw_near_the_deadline_still_gets_a_last_attempt() {
+    // Full jitter draws anywhere up to the exponential delay; whatever it draws, the call never
+    // gives up before the deadline with retries left, and never starts an attempt past it.
+    for seed_round in 0..50 {
+        let deadline = ms(1000);
+        let policy = RetryPolicy::builder()
+            .base(ms(300))
+            .cap(ms(5000))
+            .max_retries(20)
+            .deadline(deadline)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let run = always_failing(&policy, refused).await;
+        let starts: Vec<Duration> = run.starts.iter().map(|s| *s - start).collect();
+        let (previous, last) = (starts[starts.len() - 2], starts[starts.len() - 1]);
+        // The call ends after the cut delay, half-way from the previous start to the deadline
+        // (tokio's timer rounds up to the millisecond): never earlier, however large the draw
+        // that would have crossed it.
+        let halfway = previous + (deadline - previous) / 2;
+        let expected = Duration::from_millis(halfway.as_micros().div_ceil(1000) as u64);
+        assert_eq!(last, expected, "round {seed_round}: {starts:?}");
+    }
 }
 
 // ---- idempotency ----
