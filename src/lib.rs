@@ -81,9 +81,9 @@
 //! Every retry emits a `tracing` WARN event with target `db_retry` and the fields `function`,
 //! `retry` (1 for the first retry), `delay_ms`, `class`, `may_have_run`, `error` and `cause` (the
 //! error in the chain that decided the class, by code and message); giving up on a transient
-//! error emits a WARN with the `reason`; success after retries, and a nested retried call handing
+//! error emits a WARN with the `reason` and the `bound` that ended the call; success after retries, and a nested retried call handing
 //! its error up to the one around it, emit DEBUG events. A call that succeeds at once emits
-//! nothing, allocates nothing and, without a `deadline`, reads no clock.
+//! nothing, allocates nothing and, without a `deadline` or `attempt_timeout`, reads no clock.
 #![warn(missing_docs)]
 
 /// Retry an `async fn` that returns `Result<T, E>` when it fails with a transient database
@@ -98,12 +98,14 @@
 ///     cap = 5s,              // ceiling of any single delay
 ///     jitter = full,         // full | equal | decorrelated | none
 ///     deadline = 30s,        // optional: no new attempt starts once this much time has passed
+///     attempt_timeout = 2s,  // optional: cancel an attempt that runs longer
 ///     idempotent = true,     // false: never re-run an attempt that may have applied something
 ///     crate = db_retry,      // path of this crate, for crates that re-export it
 /// )]
 /// ```
 ///
-/// Every key is optional; the values above are the defaults (no deadline by default). A mistake
+/// Every key is optional; the values above are the defaults (no deadline and no attempt timeout
+/// by default). A mistake
 /// in the attribute is a compile error that points at the token and says what is allowed.
 ///
 /// # How the function is rewritten
@@ -236,15 +238,35 @@
 ///
 /// # `deadline`
 ///
-/// No new attempt starts once this much time has passed since the call began, and no delay is
-/// slept that would end past it: the call then returns the last error. (With a deadline, the
-/// call reads the clock once when it starts.) A single attempt that hangs is bounded by sqlx's
-/// own time-outs, such as the pool's `acquire_timeout`.
+/// No new attempt starts once this much time has passed since the call began. A delay that
+/// would reach the deadline is cut to half the time left, and the attempt after it is the last:
+/// the call then returns that attempt's error. (With a deadline, the call reads the clock once
+/// when it starts.) A single attempt that hangs is bounded by `attempt_timeout`, or else by
+/// sqlx's own time-outs, such as the pool's `acquire_timeout`.
 ///
 /// ```
 /// # use db_retry::db_retry; use sqlx::SqlitePool;
 /// #[db_retry(max = 100, deadline = 30s)]
 /// async fn wait_for_it(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+/// ```
+///
+/// # `attempt_timeout`
+///
+/// An attempt that runs longer is cancelled (its future is dropped) and counts as a lost
+/// connection: it may have run, so `idempotent = false` retries it only inside a transaction.
+/// With a `deadline` as well, each attempt gets the smaller of the timeout and the time left. A
+/// connection db-retry holds (`#[acquire]`, `#[transaction]`) is closed; in a function that
+/// takes a pool, the cancelled query's connection goes back to the pool, which pings it before
+/// reuse. The function's error type must hold the cancellation: `E: From<`[`AttemptTimedOut`]`>`
+/// (`sqlx::Error`, `std::io::Error`, `anyhow::Error` and boxed errors have it), or else
+/// `E: From<sqlx::Error>`, through which it arrives as a sqlx I/O error of kind `TimedOut`.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::SqlitePool;
+/// #[db_retry(attempt_timeout = 2s, deadline = 10s)]
+/// async fn report(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
 ///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
 /// }
 /// ```
@@ -322,6 +344,27 @@
 /// COMMIT), and it is retried only with `idempotent = true`. The rollback covers what went
 /// through the transaction's connection only: mail sent, a service called or another pool's
 /// connection written to in the body are not undone.
+///
+/// Options go in the parentheses: `isolation = serializable | repeatable_read |
+/// read_committed`, `read_only`, `deferrable` (PostgreSQL, with a serializable read-only
+/// transaction), `immediate` (SQLite's `BEGIN IMMEDIATE`), and `verify_commit` (PostgreSQL):
+/// the transaction's id is read before COMMIT, so a transaction the server aborted (an error
+/// the body swallowed) returns that error instead of `Ok`, and a COMMIT whose connection was
+/// lost is resolved with `pg_xact_status` (committed is `Ok`; aborted is retried even with
+/// `idempotent = false`). It costs a round trip, so it is opt-in. An option the connection type
+/// lacks is a compile error on the option.
+///
+/// ```
+/// # use db_retry::db_retry; use sqlx::PgConnection;
+/// #[db_retry(idempotent = false)]
+/// async fn append_entry(
+///     #[transaction(isolation = serializable, verify_commit)] tx: &mut PgConnection,
+///     amount: i64,
+/// ) -> Result<(), sqlx::Error> {
+///     sqlx::query("INSERT INTO ledger (amount) VALUES ($1)").bind(amount).execute(&mut *tx).await?;
+///     Ok(())
+/// }
+/// ```
 ///
 /// ```
 /// # use db_retry::db_retry; use sqlx::SqliteConnection;
