@@ -315,9 +315,11 @@
 ///
 /// Mark a `&mut` connection parameter with `#[acquire]`: callers pass a `&Pool` instead, and
 /// each attempt acquires its own connection. A connection that failed with a lost-connection or
-/// server-side error is closed rather than returned to the pool. That takes the error's class: a
-/// classifier that answers `bool` gives none, so its failed connections go back to the pool and
-/// the pool's own ping judges them; answer with an [`ErrorClass`] to keep the closing.
+/// server-side error is closed rather than returned to the pool; any other failed attempt's
+/// connection is cleaned first (what it left open is rolled back, and the connection closed if
+/// that fails). Closing at once takes the error's class: a classifier that answers `bool` gives
+/// none, so its failed connections are only cleaned; answer with an [`ErrorClass`] to keep the
+/// closing.
 ///
 /// ```
 /// # use db_retry::db_retry; use sqlx::SqliteConnection;

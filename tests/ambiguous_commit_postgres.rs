@@ -127,3 +127,32 @@ async fn without_verification_a_landed_commit_is_reported_as_an_error() {
         failed.len()
     );
 }
+
+// The lookup takes no pool slot: with one connection, checked out by the call whose COMMIT was
+// cut, it still resolves every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lookup_needs_no_free_pool_slot() {
+    let server = PgServer::start();
+    server
+        .exec_admin("CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL)")
+        .await;
+    let proxy = FaultProxy::start(server.addr()).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&server.url_via(proxy.addr()))
+        .await
+        .unwrap();
+    proxy.reset_around(b"COMMIT\0", 0.5, 5);
+    let attempts = AtomicU32::new(0);
+
+    let mut failures = Vec::new();
+    for id in 0..100 {
+        if let Err(error) = record(&pool, id, &attempts).await {
+            failures.push((id, error.to_string()));
+        }
+    }
+
+    assert!(proxy.stats().resets >= 30, "{:?}", proxy.stats());
+    assert_eq!(failures, [], "every call ends Ok");
+    assert_eq!(ledger_ids(&server).await, (0..100).collect::<Vec<_>>());
+}

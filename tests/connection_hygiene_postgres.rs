@@ -170,3 +170,47 @@ async fn wide_read(
         .await?;
     Ok(row.len())
 }
+
+/// Runs a prepared (cached) statement, has the server forget every prepared statement (as a
+/// pooler in transaction mode does when the next transaction lands on another server
+/// connection), and runs it again: 26000.
+#[db_retry(max = 3, base = 1ms)]
+async fn statement_forgotten(
+    #[acquire] conn: &mut PgConnection,
+    attempts: &AtomicU32,
+) -> Result<i32, sqlx::Error> {
+    attempts.fetch_add(1, Ordering::SeqCst);
+    let read = || sqlx::query_scalar::<_, i32>("SELECT n FROM counters WHERE id = 1");
+    read().fetch_one(&mut *conn).await?;
+    sqlx::raw_sql("DEALLOCATE ALL").execute(&mut *conn).await?;
+    read().fetch_one(&mut *conn).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_prepared_statements_are_gone_is_not_reused() {
+    let server = PgServer::start();
+    counter_table(&server).await;
+    let pool: PgPool = server.pool(1).await;
+    let first_pid = backend_pid(&mut *pool.acquire().await.unwrap()).await;
+    let attempts = AtomicU32::new(0);
+
+    let error = statement_forgotten(&pool, &attempts)
+        .await
+        .expect_err("the statement is gone");
+
+    assert_eq!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("26000"),
+        "{error}"
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "not retried");
+    let mut conn = tokio::time::timeout(Duration::from_secs(10), pool.acquire())
+        .await
+        .expect("the pool has its slot back")
+        .unwrap();
+    assert_ne!(
+        backend_pid(&mut *conn).await,
+        first_pid,
+        "the connection with the lost statements was closed"
+    );
+}

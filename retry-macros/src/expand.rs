@@ -252,7 +252,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                     let (#phase, #verdict) = #checkout.judged(#verdict, #cause);
                     match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
-                quote!(#checkout.settle().await;),
+                quote!(#checkout.settle(#retrier.settle_limit(#delay)).await;),
             )
         }
         ConnectionMode::Transaction {
@@ -300,7 +300,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                     let (#phase, #verdict) = #checkout.judged(#verdict, #cause);
                     match #retrier.retry_after_classified(#shown_at, #cause, #verdict, #phase)
                 },
-                quote!(#checkout.settle().await;),
+                quote!(#checkout.settle(#retrier.settle_limit(#delay)).await;),
             )
         }
     };

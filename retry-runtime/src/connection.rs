@@ -216,6 +216,9 @@ pub struct Checkout<C: PooledConnection> {
     /// Writes are refused by this call's own read-only transactions, not by a standby: such a
     /// refusal fails the same way however often it is tried.
     read_only_here: bool,
+    /// The attempts run in transactions begun by `begin`: a failed one's ROLLBACK is already
+    /// queued on the connection, and the pool sends it before anyone else gets the connection.
+    in_transactions: bool,
 }
 
 impl<C: PooledConnection> Checkout<C> {
@@ -228,6 +231,7 @@ impl<C: PooledConnection> Checkout<C> {
             dirty: false,
             ask_recovery: false,
             read_only_here: false,
+            in_transactions: false,
         }
     }
 
@@ -256,9 +260,11 @@ impl<C: PooledConnection> Checkout<C> {
         pool: &'c C::Pool,
     ) -> impl Future<Output = Result<OpenTransaction<'c, C>, C::Error>> + Send + 'c {
         async move {
+            self.in_transactions = true;
+            self.phase = Phase::Acquire;
+            let held = self.held.insert(C::acquire(pool).await?);
             // Until COMMIT is sent, a lost connection means the server rolled everything back.
             self.phase = Phase::Transaction;
-            let held = self.held.insert(C::acquire(pool).await?);
             let transaction = C::begin(held).await?;
             Ok(OpenTransaction {
                 transaction,
@@ -276,10 +282,12 @@ impl<C: PooledConnection> Checkout<C> {
         options: &'static TransactionOptions,
     ) -> impl Future<Output = Result<OpenTransaction<'c, C>, C::Error>> + Send + 'c {
         async move {
-            self.phase = Phase::Transaction;
+            self.in_transactions = true;
             // A write refused in a transaction begun read-only is this call's own doing.
             self.read_only_here |= options.read_only;
+            self.phase = Phase::Acquire;
             let held = self.held.insert(C::acquire(pool).await?);
+            self.phase = Phase::Transaction;
             let transaction = C::begin_with_options(held, options).await?;
             Ok(OpenTransaction {
                 transaction,
@@ -332,26 +340,31 @@ impl<C: PooledConnection> Checkout<C> {
     /// Before the next attempt: roll back what the failed one left open and wait for it, so the
     /// retry never waits on its own previous attempt's locks, then give the connection back to
     /// the pool, so a sleeping call holds no pool slot. A connection that fails the reset, or
-    /// takes longer than [`RESET_TIMEOUT`], is closed.
-    pub async fn settle(&mut self) {
+    /// takes longer than `limit` (at most [`RESET_TIMEOUT`]; less when a deadline is near), is
+    /// closed.
+    pub async fn settle(&mut self, limit: Duration) {
         let Some(mut held) = self.held.take() else {
             return;
         };
-        if std::mem::take(&mut self.ask_recovery) {
-            let asked = tokio::time::timeout(RESET_TIMEOUT, C::in_recovery(&mut held)).await;
-            match asked {
-                // The session's own read-only transaction: the server takes writes.
-                Ok(Ok(false)) => self.read_only_here = true,
-                // A standby: no connection to it is of use to a writer.
-                Ok(Ok(true)) | Ok(Err(_)) | Err(_) => {
-                    C::close_on_drop(&mut held);
-                    self.dirty = false;
-                    return;
+        let limit = limit.min(RESET_TIMEOUT);
+        let dirty = std::mem::take(&mut self.dirty);
+        let ask_recovery = std::mem::take(&mut self.ask_recovery);
+        let cleaned = async {
+            if dirty {
+                C::reset(&mut held).await.map_err(|_| ())?;
+            }
+            if ask_recovery {
+                // Asked on the clean connection; a standby is of no use to a writer.
+                match C::in_recovery(&mut held).await {
+                    Ok(false) => self.read_only_here = true,
+                    Ok(true) | Err(_) => return Err(()),
                 }
             }
-        }
-        if std::mem::take(&mut self.dirty) {
-            reset_or_close::<C>(held).await;
+            Ok(())
+        };
+        match tokio::time::timeout(limit, cleaned).await {
+            Ok(Ok(())) => {}
+            Ok(Err(())) | Err(_) => C::close_on_drop(&mut held),
         }
     }
 }
@@ -369,7 +382,11 @@ impl<C: PooledConnection> Drop for Checkout<C> {
     fn drop(&mut self) {
         // A call returning the error of a failed attempt: clean the connection on a task of
         // its own rather than keep the caller waiting (or hold its error across an await). With
-        // no runtime to run it on, the connection is closed instead.
+        // no runtime to run it on, the connection is closed instead. A failed transaction's
+        // ROLLBACK is already queued, and the pool flushes it before the connection is reused.
+        if self.in_transactions {
+            return;
+        }
         if let (Some(mut held), true) = (self.held.take(), self.dirty) {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {

@@ -132,6 +132,20 @@ impl<'p> Retrier<'p> {
         self.retries
     }
 
+    /// How long cleaning up a failed attempt's connection may take before a backoff of `delay`,
+    /// so that the next attempt still starts before the deadline:
+    /// [`RESET_TIMEOUT`](crate::RESET_TIMEOUT), or less when the deadline is near.
+    pub fn settle_limit(&self, delay: Duration) -> Duration {
+        match (self.policy.deadline, self.started) {
+            (Some(deadline), Some(started)) => crate::connection::RESET_TIMEOUT.min(
+                deadline
+                    .saturating_sub(started.elapsed())
+                    .saturating_sub(delay),
+            ),
+            _ => crate::connection::RESET_TIMEOUT,
+        }
+    }
+
     /// How long the next attempt may run under `attempt_timeout`: the timeout, or the time left
     /// before the deadline when that is shorter.
     pub fn attempt_limit(&self, attempt_timeout: Duration) -> Duration {

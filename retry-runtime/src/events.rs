@@ -59,7 +59,8 @@ impl<'e> Failure<'e> {
     }
 
     /// Giving up on a transient error; `bound` names the limit that ended the call (`max`,
-    /// `deadline`), reported as `attempt_timeout` when that limit cancelled the last attempt.
+    /// `deadline`); out of retries after an attempt `attempt_timeout` cancelled, it is
+    /// `attempt_timeout`.
     pub(crate) fn gave_up(
         &self,
         attempts: u32,
@@ -67,8 +68,10 @@ impl<'e> Failure<'e> {
         reason: &'static str,
         bound: Option<&'static str>,
     ) {
+        // Out of retries after an attempt `attempt_timeout` cancelled: the timeout is what
+        // kept that attempt from succeeding. A deadline stays the deadline.
         let bound = match bound {
-            Some(_) if self.decided_by.is_some_and(was_cancelled) => Some("attempt_timeout"),
+            Some("max") if self.decided_by.is_some_and(was_cancelled) => Some("attempt_timeout"),
             bound => bound,
         };
         tracing::warn!(

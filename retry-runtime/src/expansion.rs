@@ -202,6 +202,11 @@ pub async fn within<T, E, F>(
 where
     F: std::future::Future<Output = Result<T, E>>,
 {
+    // No time at all (a deadline reached): not even the first poll, which could send a
+    // statement that is then cancelled.
+    if limit.is_zero() {
+        return Err(timed_out(AttemptTimedOut::new(limit)));
+    }
     match tokio::time::timeout(limit, attempt).await {
         Ok(result) => result,
         Err(_) => Err(timed_out(AttemptTimedOut::new(limit))),

@@ -215,7 +215,7 @@ driver_error!(sqlx::sqlite::SqliteError);
 /// `wait_until_ready` takes, one per enabled driver.
 #[allow(unused_macros)] // with no driver feature on
 macro_rules! pooled_connection {
-    ($connection:ty, $database:ty, $options:ty, $begin_with_options:path, $in_recovery:path) => {
+    ($connection:ty, $database:ty, $options:ty, $begin_with_options:path, $in_recovery:path, $reset:path) => {
         impl crate::connection::PooledConnection for $connection {
             type Pool = sqlx::Pool<$database>;
             type Error = sqlx::Error;
@@ -254,19 +254,7 @@ macro_rules! pooled_connection {
             fn reset(
                 held: &mut Self::Held,
             ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + '_ {
-                async move {
-                    // sqlx does not say whether a connection is inside a transaction, but
-                    // `begin_with` does: it runs a statement and answers `BeginFailed` when the
-                    // server reports no transaction open afterwards. A statement that opens none
-                    // asks the question; the queued ROLLBACK of a dropped transaction goes first.
-                    match (**held).begin_with("SELECT 1").await {
-                        Ok(transaction) => transaction.rollback().await,
-                        Err(sqlx::Error::BeginFailed) => Ok(()),
-                        // An aborted transaction (25P02) fails even this, and so does a
-                        // connection that is gone.
-                        Err(error) => Err(error),
-                    }
-                }
+                $reset(held)
             }
 
             fn after_error(error: &(dyn StdError + 'static)) -> AfterError {
@@ -310,7 +298,8 @@ pooled_connection!(
     sqlx::Postgres,
     sqlx::postgres::PgConnectOptions,
     postgres::begin,
-    postgres::in_recovery
+    postgres::in_recovery,
+    reset_by_asking
 );
 #[cfg(feature = "mysql")]
 pooled_connection!(
@@ -318,7 +307,8 @@ pooled_connection!(
     sqlx::MySql,
     sqlx::mysql::MySqlConnectOptions,
     mysql::begin,
-    no_recovery
+    no_recovery,
+    reset_by_asking
 );
 #[cfg(feature = "sqlite")]
 pooled_connection!(
@@ -326,8 +316,34 @@ pooled_connection!(
     sqlx::Sqlite,
     sqlx::sqlite::SqliteConnectOptions,
     sqlite::begin,
-    no_recovery
+    no_recovery,
+    sqlite::reset
 );
+
+/// Roll back whatever a failed attempt left open on a PostgreSQL or MySQL connection.
+///
+/// sqlx does not say whether a connection is inside a transaction, but `begin_with` does: it
+/// runs a statement and answers `BeginFailed` when the server reports no transaction open
+/// afterwards (these drivers count the transaction only after that check). A statement that
+/// opens none asks the question; the queued ROLLBACK of a dropped transaction goes first.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[allow(clippy::manual_async_fn)] // declared `Send`, see `connection.rs`
+fn reset_by_asking<DB: sqlx::Database>(
+    held: &mut sqlx::pool::PoolConnection<DB>,
+) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + '_
+where
+    DB::Connection: sqlx::Connection<Database = DB>,
+{
+    async move {
+        match sqlx::Connection::begin_with(&mut **held, "SELECT 1").await {
+            Ok(transaction) => transaction.rollback().await,
+            Err(sqlx::Error::BeginFailed) => Ok(()),
+            // An aborted transaction (25P02) fails even this, and so does a connection that
+            // is gone.
+            Err(error) => Err(error),
+        }
+    }
+}
 
 /// A server without a recovery mode is never a standby in recovery.
 #[cfg(any(feature = "mysql", feature = "sqlite"))]
@@ -383,16 +399,21 @@ mod postgres {
     /// server still shows in progress) before its outcome counts as unknown.
     const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
-    /// The transaction's id and the server's timeline, read inside the transaction. The id is
-    /// `NULL` for a transaction that wrote nothing; the timeline for a server in recovery.
+    /// The transaction's id, read inside the transaction (`NULL` for one that wrote nothing),
+    /// and which history the server is on: its timeline (`NULL` in recovery) and when it
+    /// started. A server that restarted since, or was promoted, may hand out the same ids again
+    /// (an id whose WAL never reached disk is not burnt), so only the same history can vouch for
+    /// an id.
     const IDENTIFY: &str = "SELECT pg_current_xact_id_if_assigned()::text, \
          CASE WHEN pg_is_in_recovery() THEN NULL \
-         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END";
+         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END \
+         || '/' || pg_postmaster_start_time()::text";
 
-    /// What became of a transaction id, and the timeline of the server that answered.
+    /// What became of a transaction id, and the history of the server that answered.
     const STATUS: &str = "SELECT pg_xact_status($1::text::xid8), \
          CASE WHEN pg_is_in_recovery() THEN NULL \
-         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END";
+         ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END \
+         || '/' || pg_postmaster_start_time()::text";
 
     impl VerifiedCommit for PgConnection {
         // A declared `Send` future rather than an `async fn`, which rustc cannot prove `Send`
@@ -406,7 +427,7 @@ mod postgres {
             async move {
                 // An aborted transaction (an error the body swallowed) fails this with 25P02:
                 // its COMMIT would only roll back, and sqlx would report that as success.
-                let (id, timeline): (Option<String>, Option<String>) = sqlx::query_as(IDENTIFY)
+                let (id, history): (Option<String>, Option<String>) = sqlx::query_as(IDENTIFY)
                     .fetch_one(&mut *transaction)
                     .await?;
                 *phase = Phase::Commit;
@@ -414,14 +435,18 @@ mod postgres {
                     Ok(()) => return Ok(()),
                     Err(error) => error,
                 };
-                // Only a lost connection leaves the outcome open, and a transaction that wrote
-                // nothing has no outcome to look up.
-                let (Some(id), ErrorClass::ConnectionLost) = (id, super::classify_sqlx(&error))
-                else {
+                // Only a lost connection leaves the outcome open.
+                if super::classify_sqlx(&error) != ErrorClass::ConnectionLost {
+                    return Err(error);
+                }
+                // A transaction that wrote nothing has no id and nothing that could have
+                // committed: as safe to run again as a rolled-back body.
+                let Some(id) = id else {
+                    *phase = Phase::Transaction;
                     return Err(error);
                 };
                 let resolution =
-                    tokio::time::timeout(RESOLVE_TIMEOUT, resolve(pool, &id, timeline.as_deref()))
+                    tokio::time::timeout(RESOLVE_TIMEOUT, resolve(pool, &id, history.as_deref()))
                         .await;
                 match resolution {
                     Ok(Resolution::Committed) => Ok(()),
@@ -442,19 +467,35 @@ mod postgres {
         Unknown,
     }
 
-    /// Ask the server, on a fresh connection, what became of transaction `id`.
-    async fn resolve(pool: &PgPool, id: &str, timeline: Option<&str>) -> Resolution {
+    /// Ask the server what became of transaction `id`, on a connection of its own: the pool
+    /// may be full (the lost connection is still checked out), and its slots are not this
+    /// lookup's to take.
+    async fn resolve(pool: &PgPool, id: &str, history: Option<&str>) -> Resolution {
+        let options = pool.connect_options();
+        let Ok(mut connection) = <PgConnection as sqlx::Connection>::connect_with(&options).await
+        else {
+            return Resolution::Unknown;
+        };
+        let resolution = ask(&mut connection, id, history).await;
+        let _ = sqlx::Connection::close(connection).await;
+        resolution
+    }
+
+    async fn ask(connection: &mut PgConnection, id: &str, history: Option<&str>) -> Resolution {
         loop {
             let answer: Result<(Option<String>, Option<String>), sqlx::Error> =
-                sqlx::query_as(STATUS).bind(id).fetch_one(pool).await;
+                sqlx::query_as(STATUS)
+                    .bind(id)
+                    .fetch_one(&mut *connection)
+                    .await;
             let Ok((Some(status), answered_on)) = answer else {
                 // The server is out of reach, or the id is not one it knows (22023, "in the
                 // future": a server that never saw it).
                 return Resolution::Unknown;
             };
-            // A server on another timeline was promoted since; it may hand out the same ids
-            // again for other transactions, so its answer about this one cannot be trusted.
-            if timeline.is_none() || answered_on.as_deref() != timeline {
+            // A server promoted or restarted since may have handed out the same id again for
+            // another transaction, so its answer about this one cannot be trusted.
+            if history.is_none() || answered_on.as_deref() != history {
                 return Resolution::Unknown;
             }
             match status.as_str() {
@@ -517,6 +558,26 @@ mod sqlite {
     use crate::connection::{ImmediateTransactions, TransactionOptions};
 
     impl ImmediateTransactions for SqliteConnection {}
+
+    /// Roll back whatever a failed attempt left open. sqlx-sqlite 0.8 counts a transaction
+    /// before it checks that `begin_with` opened one, so the question the other drivers ask
+    /// would leave its count wrong; a plain ROLLBACK that finds nothing to roll back says so.
+    #[allow(clippy::manual_async_fn)] // declared `Send`, see `connection.rs`
+    pub(super) fn reset(
+        held: &mut PoolConnection<Sqlite>,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send + '_ {
+        async move {
+            match sqlx::Executor::execute(&mut **held, "ROLLBACK").await {
+                Ok(_) => Ok(()),
+                Err(sqlx::Error::Database(db))
+                    if db.message().contains("no transaction is active") =>
+                {
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            }
+        }
+    }
 
     pub(super) fn begin<'h>(
         held: &'h mut PoolConnection<Sqlite>,
