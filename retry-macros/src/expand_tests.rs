@@ -198,3 +198,19 @@ fn body_that_does_not_parse_keeps_the_rewritten_signature() {
         }
     ));
 }
+
+#[test]
+fn transaction_with_options_and_attempt_timeout() {
+    insta::assert_snapshot!(expand(
+        quote!(idempotent = false, attempt_timeout = 2s, deadline = 10s),
+        quote! {
+            async fn append_entry(
+                #[transaction(isolation = serializable, verify_commit)] tx: &mut PgConnection,
+                amount: i64,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query("INSERT INTO ledger (amount) VALUES ($1)").bind(amount).execute(&mut *tx).await?;
+                Ok(())
+            }
+        }
+    ));
+}
