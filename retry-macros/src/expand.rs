@@ -34,7 +34,7 @@ use quote::{quote, ToTokens};
 use syn::visit_mut::VisitMut;
 use syn::{Ident, ItemFn};
 
-use crate::parse::{self, Backoff, Jitter, RetryOnArg};
+use crate::parse::{self, Backoff, BudgetArg, Jitter, RetryOnArg};
 use crate::signature::{self, ConnectionMode, Rebind, RewritePlan, SelfKind};
 use crate::transaction::{Isolation, TransactionArgs};
 use crate::validate::{self, Config};
@@ -373,6 +373,12 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
         }
     };
 
+    // The first attempt counts against the retry budget: one relaxed atomic add.
+    let deposit = match config.budget {
+        Some(BudgetArg::Unlimited) => quote!(),
+        _ => quote!(#policy_fn().deposit();),
+    };
+
     let destructure = destructure_tokens(&plan.rebinds);
     let body = quote! {
             #destructure
@@ -386,6 +392,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 &#policy_name
             };
             let mut #attempt = #closure;
+            #deposit
             let (mut #retrier, mut #delay) = match #private::as_attempt(#first_attempt, #policy_fn).await {
                 ::core::result::Result::Ok(#value) => return ::core::result::Result::Ok(#value),
                 ::core::result::Result::Err(#error) => {
@@ -743,7 +750,7 @@ pub(crate) fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStre
         None => quote!(::core::option::Option::None),
     };
     let idempotent = config.idempotent;
-    quote! {
+    let policy = quote! {
         #private::RetryPolicy::__from_validated(
             #max,
             #private::RetryOn::#retry_on,
@@ -754,5 +761,15 @@ pub(crate) fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStre
             #deadline,
             #idempotent,
         )
+    };
+    match &config.budget {
+        None => policy,
+        Some(BudgetArg::Unlimited) => {
+            quote!(#policy.__with_budget(::core::option::Option::None))
+        }
+        // A path that is not a `static RetryBudget` is a type error on the path.
+        Some(BudgetArg::Named(path)) => {
+            quote!(#policy.__with_budget(::core::option::Option::Some(&#path)))
+        }
     }
 }

@@ -21,6 +21,7 @@ pub(crate) const KEYS: &[&str] = &[
     "deadline",
     "attempt_timeout",
     "idempotent",
+    "budget",
     "crate",
 ];
 
@@ -40,6 +41,15 @@ pub(crate) enum RetryOnArg {
     Classifier(Path),
 }
 
+/// Which retry budget the function draws on.
+#[derive(Clone)]
+pub(crate) enum BudgetArg {
+    /// `budget = none`.
+    Unlimited,
+    /// `budget = path::to::STATIC`.
+    Named(Path),
+}
+
 pub(crate) use db_retry_policy::{Backoff, Jitter};
 
 /// The attribute's arguments as written; `None` means the key was not given.
@@ -54,6 +64,7 @@ pub(crate) struct Args {
     pub deadline: Option<Spanned<Duration>>,
     pub attempt_timeout: Option<Spanned<Duration>>,
     pub idempotent: Option<Spanned<bool>>,
+    pub budget: Option<Spanned<BudgetArg>>,
     pub crate_path: Option<Path>,
 }
 
@@ -130,6 +141,7 @@ impl Args {
                 parse_duration("attempt_timeout", &value)
             ),
             "idempotent" => once!(self.idempotent, parse_bool("idempotent", &value)),
+            "budget" => once!(self.budget, parse_budget(&value)),
             "crate" => {
                 if self.crate_path.is_some() {
                     return Err(syn::Error::new(
@@ -242,6 +254,20 @@ fn parse_on(value: &Expr) -> syn::Result<RetryOnArg> {
             value,
             "`on` takes `transient`, `connection`, `contention`, or the path of a classifier \
              function `fn(&E) -> bool` or `fn(&E) -> db_retry::ErrorClass`",
+        )),
+    }
+}
+
+fn parse_budget(value: &Expr) -> syn::Result<BudgetArg> {
+    if word(value).is_some_and(|ident| ident == "none") {
+        return Ok(BudgetArg::Unlimited);
+    }
+    match value {
+        Expr::Path(path) if path.qself.is_none() => Ok(BudgetArg::Named(path.path.clone())),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`budget` takes `none`, or the path of a `static` `db_retry::RetryBudget` \
+             (e.g. `budget = crate::budgets::ORDERS`)",
         )),
     }
 }

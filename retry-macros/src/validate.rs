@@ -9,7 +9,7 @@ use syn::{parse_quote, Path};
 
 use db_retry_policy::{defaults, PolicyError, RetryOn, Settings};
 
-use crate::parse::{self, Args, Backoff, Jitter, RetryOnArg, Spanned};
+use crate::parse::{self, Args, Backoff, BudgetArg, Jitter, RetryOnArg, Spanned};
 
 /// The attribute with every default filled in and every combination checked.
 pub(crate) struct Config {
@@ -25,6 +25,8 @@ pub(crate) struct Config {
     /// Where `attempt_timeout` was written, if it was.
     pub attempt_timeout_at: Option<Span>,
     pub idempotent: bool,
+    /// `budget = …`; the process-wide budget when `None`.
+    pub budget: Option<BudgetArg>,
     /// Where `idempotent = false` was written, if it was.
     pub not_idempotent_at: Option<Span>,
     pub crate_path: Path,
@@ -76,6 +78,7 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
         attempt_timeout: args.attempt_timeout.as_ref().map(|timeout| timeout.value),
         attempt_timeout_at: args.attempt_timeout.as_ref().map(|timeout| timeout.span),
         idempotent: schedule.idempotent,
+        budget: args.budget.map(|budget| budget.value),
         not_idempotent_at: args
             .idempotent
             .as_ref()

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backoff::Schedule;
+use crate::budget::Withdrawal;
 use crate::classify::{Classify, ErrorClass};
 use crate::events;
 use crate::layers::{self, Enclosing};
@@ -299,6 +300,15 @@ impl<'p> Retrier<'p> {
                 self.cut_to_deadline = true;
             }
         }
+        // Last: the budget counts only retries that would otherwise happen.
+        if let Some(budget) = self.policy.budget() {
+            if let Withdrawal::Refused { report } = budget.withdraw(Instant::now()) {
+                if let Some(unreported) = report {
+                    failure.budget_spent(self.retries + 1, class, unreported);
+                }
+                return None;
+            }
+        }
         self.retries += 1;
         failure.retrying(self.retries, delay, class, may_have_run);
         Some(delay)
@@ -407,6 +417,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let started = policy.deadline.map(|_| Instant::now());
+    policy.deposit();
     let error = match layers::as_attempt(operation(), Enclosing::of(policy)).await {
         Ok(value) => return Ok(value),
         Err(error) => error,

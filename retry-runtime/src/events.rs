@@ -87,6 +87,23 @@ impl<'e> Failure<'e> {
         );
     }
 
+    /// The retry budget is spent: the error goes to the caller. Said at most once per slot of
+    /// the budget's window, with how many such refusals went unsaid since the last.
+    pub(crate) fn budget_spent(&self, attempts: u32, class: Option<ErrorClass>, unreported: u64) {
+        tracing::warn!(
+            target: "db_retry",
+            function = self.function,
+            attempts,
+            class = class.map_or("custom", ErrorClass::as_str),
+            reason = "the retry budget is spent",
+            bound = "budget",
+            unreported,
+            error = %self.error,
+            cause = self.cause().as_deref(),
+            "giving up on a transient database error: too many retries across calls"
+        );
+    }
+
     /// A retried call inside another one's attempt leaves the retrying to the outer call.
     pub(crate) fn handed_up(&self, attempts: u32, class: Option<ErrorClass>) {
         tracing::debug!(

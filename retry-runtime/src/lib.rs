@@ -25,6 +25,7 @@ compile_error!(
 );
 
 mod backoff;
+mod budget;
 mod classify;
 mod connection;
 mod driver;
@@ -39,6 +40,7 @@ mod sqlx08;
 #[cfg(feature = "sqlx09")]
 mod sqlx09;
 
+pub use budget::{BudgetChoice, RetryBudget};
 pub use classify::{
     classify_database, classify_error, classify_io, classify_mysql, classify_postgres,
     classify_sqlite, classify_sqlx, Classify, ErrorClass, SqlxDatabaseError, SqlxError,
@@ -69,7 +71,8 @@ pub mod __private {
     };
     pub use crate::layers::{as_attempt, Attempt, Enclosing};
     pub use crate::{
-        sleep, Backoff, Classify, ErrorClass, Jitter, Phase, Retrier, RetryOn, RetryPolicy, Verdict,
+        sleep, Backoff, Classify, ErrorClass, Jitter, Phase, Retrier, RetryBudget, RetryOn,
+        RetryPolicy, Verdict,
     };
     pub use core::time::Duration;
     pub use tokio::time::Instant;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::budget::{BudgetChoice, RetryBudget};
 use crate::classify::ErrorClass;
 
 use db_retry_policy::{defaults, Settings};
@@ -40,6 +41,7 @@ pub struct RetryPolicy {
     pub(crate) deadline: Option<Duration>,
     pub(crate) idempotent: bool,
     pub(crate) seed: Option<u64>,
+    pub(crate) budget: BudgetChoice,
 }
 
 impl RetryPolicy {
@@ -54,6 +56,7 @@ impl RetryPolicy {
         deadline: None,
         idempotent: defaults::IDEMPOTENT,
         seed: None,
+        budget: BudgetChoice::Global,
     };
 
     /// Start building a policy from the defaults.
@@ -61,6 +64,7 @@ impl RetryPolicy {
         RetryPolicyBuilder {
             settings: Settings::default(),
             seed: None,
+            budget: BudgetChoice::Global,
         }
     }
 
@@ -128,6 +132,33 @@ impl RetryPolicy {
             deadline,
             idempotent,
             seed: None,
+            budget: BudgetChoice::Global,
+        }
+    }
+
+    /// The same policy drawing on another budget (`budget = …` in the attribute).
+    #[doc(hidden)]
+    pub const fn __with_budget(self, budget: Option<&'static RetryBudget>) -> RetryPolicy {
+        RetryPolicy {
+            budget: match budget {
+                Some(budget) => BudgetChoice::Named(budget),
+                None => BudgetChoice::Unlimited,
+            },
+            ..self
+        }
+    }
+
+    /// The retry budget this policy draws on, if any.
+    #[inline(always)]
+    pub fn budget(&self) -> Option<&'static RetryBudget> {
+        self.budget.budget()
+    }
+
+    /// Count a call's first attempt against the budget: what the happy path costs for it.
+    #[inline(always)]
+    pub fn deposit(&self) {
+        if let Some(budget) = self.budget() {
+            budget.deposit();
         }
     }
 }
@@ -145,6 +176,7 @@ pub struct RetryPolicyBuilder {
     /// The settings as given; their defaults and rules are the attribute's, in `db-retry-policy`.
     settings: Settings,
     seed: Option<u64>,
+    budget: BudgetChoice,
 }
 
 impl RetryPolicyBuilder {
@@ -189,6 +221,16 @@ impl RetryPolicyBuilder {
         self.settings.idempotent = Some(idempotent);
         self
     }
+    /// Draw on `budget` instead of [`RetryBudget::global`].
+    pub fn budget(mut self, budget: &'static RetryBudget) -> Self {
+        self.budget = BudgetChoice::Named(budget);
+        self
+    }
+    /// Draw on no budget: retries are limited by `max_retries` and `deadline` only.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = BudgetChoice::Unlimited;
+        self
+    }
     /// Seed the jitter's random number generator, so the delays are reproducible. Meant for
     /// tests; without it every call draws from a fresh, randomly seeded generator.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -209,6 +251,7 @@ impl RetryPolicyBuilder {
             deadline: schedule.deadline,
             idempotent: schedule.idempotent,
             seed: self.seed,
+            budget: self.budget,
         })
     }
 }

@@ -267,3 +267,36 @@ fn giving_up_names_the_bound_that_ended_the_call() {
         "the deadline leaves no time for another attempt"
     );
 }
+
+#[test]
+fn a_spent_budget_says_so_once_per_slot_not_once_per_call() {
+    use db_retry_runtime::{Backoff, RetryBudget};
+    static BUDGET: RetryBudget = RetryBudget::new(0, 1, Duration::from_secs(1));
+    let policy = RetryPolicy::builder()
+        .max_retries(3)
+        .backoff(Backoff::None)
+        .jitter(Jitter::None)
+        .budget(&BUDGET)
+        .build()
+        .unwrap();
+    let fail = || async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset)) };
+    let (_, events) = recorded(async {
+        // The one retry the floor allows, then a refusal in each of the 21 calls, all in the
+        // same 100 ms slot: the first is reported.
+        for _ in 0..21 {
+            let _ = retry(&policy, fail).await;
+        }
+        // The next slot: one more refusal, reported with the 20 that went unsaid.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let _ = retry(&policy, fail).await;
+    });
+    let spent: Vec<_> = events
+        .iter()
+        .filter(|e| e.fields.get("bound").map(String::as_str) == Some("budget"))
+        .collect();
+    assert_eq!(spent.len(), 2, "{events:?}");
+    assert_eq!(spent[0].level, tracing::Level::WARN);
+    assert_eq!(spent[0].fields["reason"], "the retry budget is spent");
+    assert_eq!(spent[0].fields["unreported"], "0");
+    assert_eq!(spent[1].fields["unreported"], "20");
+}

@@ -1,0 +1,247 @@
+//! The retry budget: retries may add only so much to the load of first attempts, so that a
+//! database that is down, or coming back, is not hit by every caller retrying every call.
+//!
+//! Every call deposits one first attempt; a retry is granted while the retries of the last
+//! window stay within a share of the first attempts of that window plus a small floor (so a
+//! quiet service can still retry at all). The deposit is the only work on the happy path: one
+//! relaxed atomic add, no lock and no clock. Everything that needs time (the window) happens
+//! when a retry is asked for, under a lock only failing calls take.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The window is kept as this many slots, each `window / SLOTS` long.
+const SLOTS: usize = 10;
+
+/// How many retries may add to first attempts, per process or per group of functions.
+///
+/// Every `#[db_retry]` function and every [`retry`](crate::retry) call draws on
+/// [`RetryBudget::global`] unless told otherwise: `budget = path::to::STATIC` names a budget of
+/// your own, `budget = none` opts out (the builder's [`budget`] and [`no_budget`]).
+///
+/// [`budget`]: crate::RetryPolicyBuilder::budget
+/// [`no_budget`]: crate::RetryPolicyBuilder::no_budget
+///
+/// ```
+/// use std::time::Duration;
+/// use db_retry_runtime::RetryBudget;
+///
+/// /// Orders may retry more: half again their first attempts, and at least 20 a second.
+/// static ORDERS: RetryBudget = RetryBudget::new(50, 20, Duration::from_secs(10));
+/// ```
+pub struct RetryBudget {
+    /// First attempts started under this budget, ever: all the happy path touches.
+    deposits: AtomicU64,
+    /// Retries may add this percentage of the window's first attempts.
+    percent: u64,
+    /// ... and this many per second of the window regardless.
+    floor_per_second: u64,
+    window: Duration,
+    ledger: Mutex<Ledger>,
+    /// When an exhausted budget last said so (in slots since the ledger's epoch, plus one), so
+    /// it says so at most once a slot instead of once per call.
+    last_report: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+/// The cold side: which retries were granted when, and how many first attempts there had been.
+struct Ledger {
+    epoch: Option<Instant>,
+    slots: [Slot; SLOTS],
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// Which slot since the epoch this is; `u64::MAX` for never used.
+    tick: u64,
+    /// `deposits` when a retry was first asked for in this slot: a lower bound of the first
+    /// attempts since, so the budget errs on the side of fewer retries.
+    deposits_at_start: u64,
+    retries: u64,
+}
+
+impl Slot {
+    const UNUSED: Slot = Slot {
+        tick: u64::MAX,
+        deposits_at_start: 0,
+        retries: 0,
+    };
+}
+
+/// What [`RetryBudget::withdraw`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Withdrawal {
+    /// The retry may go ahead.
+    Granted,
+    /// The budget is spent: no retry. `report` carries how many refusals went unreported since
+    /// the last report, when this one should be reported (at most once per slot).
+    Refused { report: Option<u64> },
+}
+
+impl RetryBudget {
+    /// The process-wide budget every function draws on unless told otherwise: retries may add
+    /// 20 % to the first attempts of the last 10 s, and 10 retries a second regardless (the
+    /// defaults of Finagle's retry budget).
+    pub fn global() -> &'static RetryBudget {
+        &GLOBAL
+    }
+
+    /// A budget: retries may add `percent` % of the first attempts of the last `window`, and
+    /// `floor_per_second` retries per second of it regardless. A `window` shorter than 10 ms is
+    /// taken as 10 ms.
+    pub const fn new(percent: u32, floor_per_second: u32, window: Duration) -> Self {
+        let minimum = Duration::from_millis(10);
+        RetryBudget {
+            deposits: AtomicU64::new(0),
+            percent: percent as u64,
+            floor_per_second: floor_per_second as u64,
+            window: if window.as_nanos() < minimum.as_nanos() {
+                minimum
+            } else {
+                window
+            },
+            ledger: Mutex::new(Ledger {
+                epoch: None,
+                slots: [Slot::UNUSED; SLOTS],
+            }),
+            last_report: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Count a first attempt. Relaxed: the count is a rate, not a synchronisation point.
+    #[inline(always)]
+    pub fn deposit(&self) {
+        self.deposits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// First attempts counted so far.
+    pub fn deposits(&self) -> u64 {
+        self.deposits.load(Ordering::Relaxed)
+    }
+
+    /// The share of first attempts retries may add, in percent.
+    pub fn percent(&self) -> u32 {
+        self.percent as u32
+    }
+
+    /// Retries granted per second of the window regardless of first attempts.
+    pub fn floor_per_second(&self) -> u32 {
+        self.floor_per_second as u32
+    }
+
+    /// How far back first attempts and retries count.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    fn slot_length(&self) -> Duration {
+        self.window / SLOTS as u32
+    }
+
+    /// Ask for one retry at `now`.
+    pub(crate) fn withdraw(&self, now: Instant) -> Withdrawal {
+        let deposits = self.deposits.load(Ordering::Relaxed);
+        let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        let epoch = *ledger.epoch.get_or_insert(now);
+        let tick = (now.saturating_duration_since(epoch).as_nanos()
+            / self.slot_length().as_nanos().max(1)) as u64;
+        let current = &mut ledger.slots[(tick % SLOTS as u64) as usize];
+        if current.tick != tick {
+            *current = Slot {
+                tick,
+                deposits_at_start: deposits,
+                retries: 0,
+            };
+        }
+        let in_window = |slot: &&Slot| slot.tick != u64::MAX && slot.tick + (SLOTS as u64) > tick;
+        let since = ledger
+            .slots
+            .iter()
+            .filter(in_window)
+            .map(|slot| slot.deposits_at_start)
+            .min()
+            .unwrap_or(deposits);
+        let retries: u64 = ledger
+            .slots
+            .iter()
+            .filter(in_window)
+            .map(|s| s.retries)
+            .sum();
+        let first_attempts = deposits.saturating_sub(since);
+        let floor = self.floor_per_second * self.window.as_millis() as u64 / 1000;
+        let allowed = floor + first_attempts * self.percent / 100;
+        if retries < allowed {
+            ledger.slots[(tick % SLOTS as u64) as usize].retries += 1;
+            return Withdrawal::Granted;
+        }
+        drop(ledger);
+        // Say so once a slot, with how many refusals went unsaid in between.
+        let mark = tick + 1;
+        let last = self.last_report.load(Ordering::Relaxed);
+        let report = if last != mark
+            && self
+                .last_report
+                .compare_exchange(last, mark, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        };
+        Withdrawal::Refused { report }
+    }
+}
+
+impl std::fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("percent", &self.percent)
+            .field("floor_per_second", &self.floor_per_second)
+            .field("window", &self.window)
+            .field("deposits", &self.deposits())
+            .finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: RetryBudget = RetryBudget::new(20, 10, Duration::from_secs(10));
+
+/// Which budget a policy draws on.
+#[derive(Clone, Copy, Debug)]
+pub enum BudgetChoice {
+    /// [`RetryBudget::global`].
+    Global,
+    /// None: retries are limited by `max` and `deadline` only.
+    Unlimited,
+    /// A budget of the application's.
+    Named(&'static RetryBudget),
+}
+
+impl BudgetChoice {
+    /// The budget, if any.
+    #[inline(always)]
+    pub fn budget(self) -> Option<&'static RetryBudget> {
+        match self {
+            BudgetChoice::Global => Some(&GLOBAL),
+            BudgetChoice::Unlimited => None,
+            BudgetChoice::Named(budget) => Some(budget),
+        }
+    }
+}
+
+impl PartialEq for BudgetChoice {
+    /// The same budget, by identity.
+    fn eq(&self, other: &Self) -> bool {
+        match (self.budget(), other.budget()) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for BudgetChoice {}

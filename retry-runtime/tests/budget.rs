@@ -1,0 +1,116 @@
+//! The retry budget on tokio's paused clock: retries may add a share of first attempts plus a
+//! floor per second over a sliding window; past that the error returns at once, and an
+//! exhausted budget says so once per slot rather than once per call.
+
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use db_retry_runtime::{retry, Backoff, Jitter, RetryBudget, RetryPolicy};
+
+fn policy(budget: &'static RetryBudget, max: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_retries(max)
+        .backoff(Backoff::None)
+        .jitter(Jitter::None)
+        .budget(budget)
+        .build()
+        .unwrap()
+}
+
+/// One call whose first `failures` attempts fail with a reset; returns how many attempts ran.
+async fn call(policy: &RetryPolicy, failures: u32) -> u32 {
+    let attempts = AtomicU32::new(0);
+    let _ = retry(policy, || {
+        let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if attempt < failures {
+                Err(io::Error::from(io::ErrorKind::ConnectionReset))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await;
+    attempts.load(Ordering::SeqCst)
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_may_add_their_share_of_first_attempts() {
+    // 20 % and no floor: call k (k first attempts so far) may retry while the retries granted
+    // are fewer than (k - 1) / 5, counting from the first call that asked.
+    static BUDGET: RetryBudget = RetryBudget::new(20, 0, Duration::from_secs(10));
+    let policy = policy(&BUDGET, 3);
+    let mut retried = 0;
+    for _ in 0..100 {
+        if call(&policy, 1).await == 2 {
+            retried += 1;
+        }
+    }
+    // Granted at calls 6, 11, …, 96.
+    assert_eq!(retried, 19);
+    assert_eq!(BUDGET.deposits(), 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quiet_service_still_gets_the_floor() {
+    // No share, 10 retries a second over a 1 s window: 10 retries, then none.
+    static BUDGET: RetryBudget = RetryBudget::new(0, 10, Duration::from_secs(1));
+    let policy = policy(&BUDGET, 3);
+    let attempts = call(&policy, 100).await
+        + call(&policy, 100).await
+        + call(&policy, 100).await
+        + call(&policy, 100).await;
+    // 4 first attempts, then 3 + 3 + 3 + 1 retries.
+    assert_eq!(attempts, 4 + 10);
+    assert_eq!(
+        call(&policy, 100).await,
+        1,
+        "spent: the error returns at once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_slides_and_the_budget_comes_back() {
+    static BUDGET: RetryBudget = RetryBudget::new(0, 5, Duration::from_secs(1));
+    let policy = policy(&BUDGET, 10);
+    assert_eq!(call(&policy, 100).await, 1 + 5);
+    assert_eq!(call(&policy, 100).await, 1);
+    // Half a window later the old retries still count.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert_eq!(call(&policy, 100).await, 1);
+    // A whole window after them they no longer do.
+    tokio::time::advance(Duration::from_millis(600)).await;
+    assert_eq!(call(&policy, 100).await, 1 + 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_budget_only_max_limits_retries() {
+    let policy = RetryPolicy::builder()
+        .max_retries(3)
+        .backoff(Backoff::None)
+        .jitter(Jitter::None)
+        .no_budget()
+        .build()
+        .unwrap();
+    assert!(policy.budget().is_none());
+    for _ in 0..200 {
+        assert_eq!(call(&policy, 100).await, 4);
+    }
+}
+
+#[test]
+fn every_policy_draws_on_the_process_budget_by_default() {
+    let global: *const RetryBudget = RetryBudget::global();
+    assert!(std::ptr::eq(
+        RetryPolicy::default().budget().unwrap(),
+        global
+    ));
+    let built = RetryPolicy::builder().build().unwrap();
+    assert!(std::ptr::eq(built.budget().unwrap(), global));
+    let global = RetryBudget::global();
+    assert_eq!(
+        (global.percent(), global.floor_per_second(), global.window()),
+        (20, 10, Duration::from_secs(10))
+    );
+}
