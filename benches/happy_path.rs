@@ -49,6 +49,12 @@ macro_rules! variants {
             Ok(black_box(x) + 1)
         }
 
+        // What the default retry budget's deposit costs: the same without it.
+        #[db_retry(budget = none)]
+        pub async fn with_db_retry_no_budget(x: u64) -> Result<u64, sqlx::Error> {
+            Ok(black_box(x) + 1)
+        }
+
         pub async fn with_backon(x: u64) -> Result<u64, sqlx::Error> {
             (|| async { Ok(black_box(x) + 1) })
                 .retry(
@@ -81,7 +87,13 @@ mod inlined {
     variants!();
 }
 
-const NAMES: [&str; 4] = ["plain", "db_retry", "backon", "tokio_retry"];
+const NAMES: [&str; 5] = [
+    "plain",
+    "db_retry",
+    "db_retry_no_budget",
+    "backon",
+    "tokio_retry",
+];
 const GROUPS: [&str; 2] = ["out_of_line", "inlined"];
 
 macro_rules! bench_group {
@@ -97,9 +109,13 @@ macro_rules! bench_group {
         });
         group.bench_function(NAMES[2], |b| {
             b.to_async($runtime)
-                .iter(|| $wrap($group::with_backon(black_box(1))))
+                .iter(|| $wrap($group::with_db_retry_no_budget(black_box(1))))
         });
         group.bench_function(NAMES[3], |b| {
+            b.to_async($runtime)
+                .iter(|| $wrap($group::with_backon(black_box(1))))
+        });
+        group.bench_function(NAMES[4], |b| {
             b.to_async($runtime)
                 .iter(|| $wrap($group::with_tokio_retry(black_box(1))))
         });
@@ -141,12 +157,14 @@ fn report() {
     let sizes = [
         std::mem::size_of_val(&plain(1)),
         std::mem::size_of_val(&with_db_retry(1)),
+        std::mem::size_of_val(&with_db_retry_no_budget(1)),
         std::mem::size_of_val(&with_backon(1)),
         std::mem::size_of_val(&with_tokio_retry(1)),
     ];
     let allocations = [
         allocations_per_call(&runtime, plain),
         allocations_per_call(&runtime, with_db_retry),
+        allocations_per_call(&runtime, with_db_retry_no_budget),
         allocations_per_call(&runtime, with_backon),
         allocations_per_call(&runtime, with_tokio_retry),
     ];

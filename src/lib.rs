@@ -391,9 +391,9 @@ pub use db_retry_runtime::{
     classify_sqlite, classify_sqlx, health, retry, retry_with, wait_until_ready, AfterError,
     AttemptTimedOut, Backoff, Classify, ConnectTarget, DeferrableTransactions, ErrorClass, Health,
     ImmediateTransactions, Isolation, IsolationLevels, Jitter, Phase, PolicyError, PoolProbe,
-    PooledConnection, ReadOnlyTransactions, Retrier, RetryOn, RetryPolicy, RetryPolicyBuilder,
-    SqlxDatabaseError, SqlxError, TransactionOptions, Verdict, VerifiedCommit, MAX_RETRIES_LIMIT,
-    RESET_TIMEOUT,
+    PooledConnection, ReadOnlyTransactions, Retrier, RetryBudget, RetryOn, RetryPolicy,
+    RetryPolicyBuilder, SqlxDatabaseError, SqlxError, TransactionOptions, Verdict, VerifiedCommit,
+    MAX_RETRIES_LIMIT, RESET_TIMEOUT,
 };
 
 pub use db_retry_runtime::{expansion, layers};

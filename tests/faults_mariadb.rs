@@ -1,5 +1,8 @@
 //! The fault suite on MariaDB: a server of the test's own, with real deadlocks (1213), real lock
 //! wait time-outs (1205) and killed connections, each retried by `#[db_retry]`.
+//!
+//! The contention scenarios retry far more than the default retry budget allows, on purpose:
+//! they say `budget = none`.
 
 use db_retry_test_kit as support;
 
@@ -37,7 +40,7 @@ fn seen(number: u16) -> u32 {
 
 /// Locks `first`, waits so the crossing call can lock `second`, then wants `second`: two of
 /// these in opposite directions deadlock, and InnoDB rolls one back with 1213.
-#[db_retry(on = record_number, max = 20, base = 5ms, cap = 50ms)]
+#[db_retry(on = record_number, max = 20, base = 5ms, cap = 50ms, budget = none)]
 async fn crossing_update(
     #[transaction] tx: &mut MySqlConnection,
     first: i64,
@@ -97,7 +100,7 @@ async fn deadlock_is_retried_as_a_whole_transaction() {
     assert_eq!(total, 200, "both transfers applied exactly once");
 }
 
-#[db_retry(on = record_number, max = 10, base = 10ms, cap = 100ms)]
+#[db_retry(on = record_number, max = 10, base = 10ms, cap = 100ms, budget = none)]
 async fn bump_locked_row(
     #[transaction] tx: &mut MySqlConnection,
     attempts: &AtomicU32,

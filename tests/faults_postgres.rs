@@ -4,6 +4,12 @@
 //!
 //! Each scenario asserts attempt counts and outcomes and prints one summary line.
 //!
+//! The default retry budget is on, as users get it. Scenarios whose point is one call retrying
+//! through a long outage (restart, deadline, exhausted server, blackhole) or transactions
+//! conflicting on purpose far beyond any budget (150 transfers, about 800 retries) say
+//! `budget = none`: their retries are what the scenario measures, and tests running at once
+//! in this process share the default budget.
+//!
 //! The suite runs twice, against sqlx 0.9 and sqlx 0.8: `faults_postgres/suite.rs` is written against
 //! a `sqlx` that each module below binds to one version.
 

@@ -1,5 +1,8 @@
 //! SQLite under real write contention: several connections on one file with a zero busy
 //! timeout, so SQLite answers SQLITE_BUSY (5) whenever two writers collide.
+//!
+//! The contention scenarios retry far more than the default retry budget allows, on purpose:
+//! they say `budget = none`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -54,7 +57,7 @@ async fn write_event(tx: &mut SqliteConnection, writer: u32, n: u32) -> Result<(
     Ok(())
 }
 
-#[db_retry(on = contention, max = 100, base = 1ms, cap = 20ms)]
+#[db_retry(on = contention, max = 100, base = 1ms, cap = 20ms, budget = none)]
 async fn record(
     #[transaction] tx: &mut SqliteConnection,
     writer: u32,

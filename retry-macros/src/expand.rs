@@ -769,7 +769,13 @@ pub(crate) fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStre
         }
         // A path that is not a `static RetryBudget` is a type error on the path.
         Some(BudgetArg::Named(path)) => {
-            quote!(#policy.__with_budget(::core::option::Option::Some(&#path)))
+            let budget = located_at(
+                quote!(#private::RetryBudget::named(&#path)),
+                path.segments
+                    .last()
+                    .map_or_else(Span::call_site, |last| last.ident.span()),
+            );
+            quote!(#policy.__with_budget(::core::option::Option::Some(#budget)))
         }
     }
 }

@@ -6,8 +6,15 @@
 //! quiet service can still retry at all). The deposit is the only work on the happy path: one
 //! relaxed atomic add, no lock and no clock. Everything that needs time (the window) happens
 //! when a retry is asked for, under a lock only failing calls take.
+//!
+//! The deposit is a plain load and store on a counter of the calling thread's own: a locked
+//! read-modify-write measured 7–10 ns per call here, and one counter shared by every thread
+//! would bounce between their caches. Threads take one of [`SHARDS`] counters in turn; two
+//! threads that share one can lose a deposit now and then, which only ever makes the budget
+//! stricter.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,6 +22,36 @@ use tokio::time::Instant;
 
 /// The window is kept as this many slots, each `window / SLOTS` long.
 const SLOTS: usize = 10;
+
+/// Deposit counters per budget; threads take them in turn.
+const SHARDS: usize = 16;
+
+/// One thread's (or a few threads') deposits, alone on its cache lines.
+#[repr(align(128))]
+struct Shard(AtomicU64);
+
+impl Shard {
+    const EMPTY: Shard = Shard(AtomicU64::new(0));
+}
+
+thread_local! {
+    /// This thread's shard, taken the first time it deposits.
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+#[inline(always)]
+fn shard_of_this_thread() -> usize {
+    SHARD.with(|shard| match shard.get() {
+        usize::MAX => {
+            let taken = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            shard.set(taken);
+            taken
+        }
+        taken => taken,
+    })
+}
 
 /// How many retries may add to first attempts, per process or per group of functions.
 ///
@@ -33,8 +70,8 @@ const SLOTS: usize = 10;
 /// static ORDERS: RetryBudget = RetryBudget::new(50, 20, Duration::from_secs(10));
 /// ```
 pub struct RetryBudget {
-    /// First attempts started under this budget, ever: all the happy path touches.
-    deposits: AtomicU64,
+    /// First attempts started under this budget, ever, per shard: all the happy path touches.
+    deposits: [Shard; SHARDS],
     /// Retries may add this percentage of the window's first attempts.
     percent: u64,
     /// ... and this many per second of the window regardless.
@@ -95,7 +132,7 @@ impl RetryBudget {
     pub const fn new(percent: u32, floor_per_second: u32, window: Duration) -> Self {
         let minimum = Duration::from_millis(10);
         RetryBudget {
-            deposits: AtomicU64::new(0),
+            deposits: [Shard::EMPTY; SHARDS],
             percent: percent as u64,
             floor_per_second: floor_per_second as u64,
             window: if window.as_nanos() < minimum.as_nanos() {
@@ -112,15 +149,30 @@ impl RetryBudget {
         }
     }
 
-    /// Count a first attempt. Relaxed: the count is a rate, not a synchronisation point.
-    #[inline(always)]
-    pub fn deposit(&self) {
-        self.deposits.fetch_add(1, Ordering::Relaxed);
+    /// `budget` itself: what `budget = path` in the attribute names, checked to be a
+    /// `static RetryBudget` where the path is written.
+    #[doc(hidden)]
+    pub const fn named(budget: &'static RetryBudget) -> &'static RetryBudget {
+        budget
     }
 
-    /// First attempts counted so far.
+    /// Count a first attempt on this thread's counter: a load and a store, no lock prefix.
+    #[inline(always)]
+    pub fn deposit(&self) {
+        let shard = &self.deposits[shard_of_this_thread()].0;
+        shard.store(
+            shard.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// First attempts counted so far (the odd one lost between threads that share a counter
+    /// aside).
     pub fn deposits(&self) -> u64 {
-        self.deposits.load(Ordering::Relaxed)
+        self.deposits
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     /// The share of first attempts retries may add, in percent.
@@ -144,7 +196,7 @@ impl RetryBudget {
 
     /// Ask for one retry at `now`.
     pub(crate) fn withdraw(&self, now: Instant) -> Withdrawal {
-        let deposits = self.deposits.load(Ordering::Relaxed);
+        let deposits = self.deposits();
         let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
         let epoch = *ledger.epoch.get_or_insert(now);
         let tick = (now.saturating_duration_since(epoch).as_nanos()

@@ -87,7 +87,7 @@ fn unexpected_eof() -> sqlx::Error {
 }
 
 fn no_jitter() -> RetryPolicyBuilder {
-    RetryPolicy::builder().jitter(Jitter::None)
+    RetryPolicy::builder().no_budget().jitter(Jitter::None)
 }
 
 #[tokio::test(start_paused = true)]
@@ -123,7 +123,10 @@ async fn no_backoff_retries_at_once() {
     // With the default jitter (full, which has nothing to spread) and with `Jitter::None`; a
     // jitter asked for with no backoff is a `PolicyError`.
     for jitter in [None, Some(Jitter::None)] {
-        let mut builder = RetryPolicy::builder().backoff(Backoff::None).max_retries(4);
+        let mut builder = RetryPolicy::builder()
+            .no_budget()
+            .backoff(Backoff::None)
+            .max_retries(4);
         if let Some(jitter) = jitter {
             builder = builder.jitter(jitter);
         }
@@ -183,6 +186,7 @@ fn expected_decorrelated(seed: u64) -> Vec<Duration> {
 
 fn jittered(jitter: Jitter, seed: u64) -> RetryPolicy {
     RetryPolicy::builder()
+        .no_budget()
         .backoff(Backoff::Exponential)
         .jitter(jitter)
         .base(BASE)
@@ -287,6 +291,7 @@ async fn decorrelated_jitter_draws_between_base_and_three_times_the_previous_del
 #[tokio::test(start_paused = true)]
 async fn unseeded_jitter_still_respects_the_cap() {
     let policy = RetryPolicy::builder()
+        .no_budget()
         .base(BASE)
         .cap(CAP)
         .max_retries(20)
@@ -436,6 +441,7 @@ async fn an_unlucky_jitter_draw_near_the_deadline_still_gets_a_last_attempt() {
     for seed_round in 0..50 {
         let deadline = ms(1000);
         let policy = RetryPolicy::builder()
+            .no_budget()
             .base(ms(300))
             .cap(ms(5000))
             .max_retries(20)
@@ -610,7 +616,11 @@ async fn retry_on_connection_does_not_retry_serialization_failures() {
 fn a_custom_yes_cannot_retry_an_ambiguous_commit_when_not_idempotent() {
     use db_retry_runtime::{Phase, Retrier, Verdict};
     let lost = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-    let strict = RetryPolicy::builder().idempotent(false).build().unwrap();
+    let strict = RetryPolicy::builder()
+        .no_budget()
+        .idempotent(false)
+        .build()
+        .unwrap();
     let mut retrier = Retrier::new(&strict, "commit");
     assert_eq!(
         retrier.retry_after_in_phase(&lost, Verdict::Retry(true), Phase::Commit),

@@ -75,7 +75,7 @@ async fn terminated_backends_under_load_lose_no_calls() {
     );
 }
 
-#[db_retry(max = 100, base = 20ms, cap = 200ms, deadline = 10s)]
+#[db_retry(max = 100, base = 20ms, cap = 200ms, deadline = 10s, budget = none)]
 async fn read_with_deadline(pool: &PgPool, attempts: &AtomicU32) -> Result<i32, sqlx::Error> {
     attempts.fetch_add(1, Ordering::Relaxed);
     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
@@ -172,7 +172,7 @@ async fn fast_restart_during_load_loses_no_calls() {
     );
 }
 
-#[db_retry(max = 100, base = 50ms, cap = 200ms, jitter = none, deadline = 2s)]
+#[db_retry(max = 100, base = 50ms, cap = 200ms, jitter = none, deadline = 2s, budget = none)]
 async fn connect_and_ping(
     options: &PgConnectOptions,
     attempts: &AtomicU32,
@@ -311,7 +311,7 @@ fn record_conflict(error: &sqlx::Error) -> ErrorClass {
     error.classify()
 }
 
-#[db_retry(on = record_conflict, max = 100, base = 1ms, cap = 20ms)]
+#[db_retry(on = record_conflict, max = 100, base = 1ms, cap = 20ms, budget = none)]
 async fn move_money(
     #[transaction] tx: &mut PgConnection,
     id: i64,
@@ -667,7 +667,7 @@ async fn reset_mid_upsert_is_retried_when_idempotent() {
     );
 }
 
-#[db_retry(max = 100, base = 50ms, cap = 200ms, jitter = none, deadline = 2s)]
+#[db_retry(max = 100, base = 50ms, cap = 200ms, jitter = none, deadline = 2s, budget = none)]
 async fn read_through(pool: &PgPool, attempts: &AtomicU32) -> Result<i32, sqlx::Error> {
     attempts.fetch_add(1, Ordering::Relaxed);
     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
