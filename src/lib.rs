@@ -100,6 +100,7 @@
 ///     deadline = 30s,        // optional: no new attempt starts once this much time has passed
 ///     attempt_timeout = 2s,  // optional: cancel an attempt that runs longer
 ///     idempotent = true,     // false: never re-run an attempt that may have applied something
+///     budget = none,         // optional: a `static RetryBudget` of yours, or none; default: the process's
 ///     crate = db_retry,      // path of this crate, for crates that re-export it
 /// )]
 /// ```
@@ -267,6 +268,23 @@
 /// # use db_retry::db_retry; use sqlx::SqlitePool;
 /// #[db_retry(attempt_timeout = 2s, deadline = 10s)]
 /// async fn report(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
+///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+/// ```
+///
+/// # `budget`
+///
+/// Retries draw on a [`RetryBudget`]: by default the process-wide [`RetryBudget::global`], where
+/// in any 10 s retries may add at most 20 % to first attempts, plus 10 a second. When it is
+/// spent, the error returns at once (a WARN with `bound = "budget"` says so, at most once a
+/// second). `budget = path::to::STATIC` draws on a budget of yours, `budget = none` on none.
+///
+/// ```
+/// # use db_retry::{db_retry, RetryBudget}; use sqlx::SqlitePool; use std::time::Duration;
+/// static IMPORTS: RetryBudget = RetryBudget::new(50, 20, Duration::from_secs(10));
+///
+/// #[db_retry(budget = IMPORTS)]
+/// async fn import_row(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
 ///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
 /// }
 /// ```

@@ -30,10 +30,6 @@ const SHARDS: usize = 16;
 #[repr(align(128))]
 struct Shard(AtomicU64);
 
-impl Shard {
-    const EMPTY: Shard = Shard(AtomicU64::new(0));
-}
-
 thread_local! {
     /// This thread's shard, taken the first time it deposits.
     static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -132,7 +128,7 @@ impl RetryBudget {
     pub const fn new(percent: u32, floor_per_second: u32, window: Duration) -> Self {
         let minimum = Duration::from_millis(10);
         RetryBudget {
-            deposits: [Shard::EMPTY; SHARDS],
+            deposits: [const { Shard(AtomicU64::new(0)) }; SHARDS],
             percent: percent as u64,
             floor_per_second: floor_per_second as u64,
             window: if window.as_nanos() < minimum.as_nanos() {
