@@ -1,5 +1,5 @@
 //! Outage: what the retry budget saves a database that is down and coming back. 50 callers make
-//! 200 calls/s in total through one pool (`acquire_timeout` 250 ms, so an attempt against a
+//! 200 calls/s in total (open loop: each call starts on schedule) through one pool (`acquire_timeout` 250 ms, so an attempt against a
 //! dead server fails fast instead of waiting inside sqlx): 10 s of steady traffic, the server
 //! down for 5 s, then back, then 10 s more. Once with the default budget, once with
 //! `budget = none`, both `max = 3`. Prints attempts per call during the outage and the time
@@ -71,24 +71,31 @@ async fn run(budgeted: bool) -> Run {
         // Spread the callers over one period, so the load is even.
         let offset = period * caller as u32 / CALLERS as u32;
         callers.push(tokio::spawn(async move {
+            // Open loop: each call starts on schedule, whether or not the caller's last one
+            // has finished, so a slow outage does not thin out the load it sees.
+            let mut calls_made = Vec::new();
             let mut next = begun + offset;
             while next - begun < total {
                 tokio::time::sleep_until(next.into()).await;
-                let attempts = AtomicU32::new(0);
-                let started = begun.elapsed();
-                let ok = if budgeted {
-                    read_budgeted(&pool, &attempts).await.is_ok()
-                } else {
-                    read_unbudgeted(&pool, &attempts).await.is_ok()
-                };
-                calls.lock().unwrap().push(Call {
-                    started,
-                    attempts: attempts.load(Ordering::Relaxed),
-                    ok,
-                });
-                // Fixed rate: the next call is due a period after this one was, not after it
-                // ended (a caller late by a slow call catches up).
+                let (pool, calls) = (pool.clone(), calls.clone());
+                calls_made.push(tokio::spawn(async move {
+                    let attempts = AtomicU32::new(0);
+                    let started = begun.elapsed();
+                    let ok = if budgeted {
+                        read_budgeted(&pool, &attempts).await.is_ok()
+                    } else {
+                        read_unbudgeted(&pool, &attempts).await.is_ok()
+                    };
+                    calls.lock().unwrap().push(Call {
+                        started,
+                        attempts: attempts.load(Ordering::Relaxed),
+                        ok,
+                    });
+                }));
                 next += period;
+            }
+            for call in calls_made {
+                call.await.unwrap();
             }
         }));
     }

@@ -276,8 +276,8 @@
 ///
 /// Retries draw on a [`RetryBudget`]: by default the process-wide [`RetryBudget::global`], where
 /// in any 10 s retries may add at most 20 % to first attempts, plus 10 a second. When it is
-/// spent, the error returns at once (a WARN with `bound = "budget"` says so, at most once a
-/// second). `budget = path::to::STATIC` draws on a budget of yours, `budget = none` on none.
+/// spent, the error returns at once (a WARN with `bound = "budget"` says so, at most once per
+/// tenth of the window). A call inside another retried call's attempt is not counted again. `budget = path::to::STATIC` draws on a budget of yours, `budget = none` on none.
 ///
 /// ```
 /// # use db_retry::{db_retry, RetryBudget}; use sqlx::SqlitePool; use std::time::Duration;

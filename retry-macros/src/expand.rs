@@ -373,7 +373,7 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
         }
     };
 
-    // The first attempt counts against the retry budget: one relaxed atomic add.
+    // The first attempt counts against the retry budget: a load and a store on a counter.
     let deposit = match config.budget {
         Some(BudgetArg::Unlimited) => quote!(),
         _ => quote!(#policy_fn().deposit();),

@@ -2,16 +2,22 @@
 //! database that is down, or coming back, is not hit by every caller retrying every call.
 //!
 //! Every call deposits one first attempt; a retry is granted while the retries of the last
-//! window stay within a share of the first attempts of that window plus a small floor (so a
-//! quiet service can still retry at all). The deposit is the only work on the happy path: one
-//! relaxed atomic add, no lock and no clock. Everything that needs time (the window) happens
-//! when a retry is asked for, under a lock only failing calls take.
+//! window stay within a share of the first attempts of that window plus a floor (so a quiet
+//! service can still retry at all; like Finagle's, the floor of a whole window may go out at
+//! once). The deposit is the only work on the happy path: a load and a store, no lock and no
+//! clock. Everything that needs time (the window) happens when a retry is asked for, under a
+//! lock only failing calls take, and once every 256 deposits of a thread, when the count is
+//! sampled so the window knows how many first attempts came before the first failure.
 //!
-//! The deposit is a plain load and store on a counter of the calling thread's own: a locked
-//! read-modify-write measured 7–10 ns per call here, and one counter shared by every thread
-//! would bounce between their caches. Threads take one of [`SHARDS`] counters in turn; two
-//! threads that share one can lose a deposit now and then, which only ever makes the budget
-//! stricter.
+//! tower's `TpsBudget` does the same accounting, but takes a lock and reads the clock on every
+//! deposit, which the happy path cannot afford.
+//!
+//! The deposit is a plain load and store on one of [`SHARDS`] counters that threads take in
+//! turn: a locked read-modify-write measured 7–10 ns per call here, and one counter shared by
+//! every thread would bounce between their caches. Shards are not given back, so with more
+//! than 16 threads over a process's life some share one, and a thread preempted between its
+//! load and its store can overwrite the other's deposits: the budget then counts fewer first
+//! attempts than there were, and grants fewer retries than it should.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -72,6 +78,8 @@ pub struct RetryBudget {
     percent: u64,
     /// ... and this many per second of the window regardless.
     floor_per_second: u64,
+    /// The floor over the whole window, rounded up.
+    floor: u64,
     window: Duration,
     ledger: Mutex<Ledger>,
     /// When an exhausted budget last said so (in slots since the ledger's epoch, plus one), so
@@ -83,7 +91,38 @@ pub struct RetryBudget {
 /// The cold side: which retries were granted when, and how many first attempts there had been.
 struct Ledger {
     epoch: Option<Instant>,
+    /// The newest slot seen.
+    newest: u64,
     slots: [Slot; SLOTS],
+}
+
+impl Ledger {
+    /// Start slot `tick` if it is not the one its place in the ring holds, counting from
+    /// `deposits`.
+    fn touch(&mut self, tick: u64, deposits: u64) {
+        let slot = &mut self.slots[(tick % SLOTS as u64) as usize];
+        if slot.tick != tick {
+            *slot = Slot {
+                tick,
+                deposits_at_start: deposits,
+                retries: 0,
+            };
+        }
+    }
+}
+
+/// Every how many deposits a thread samples the count.
+const SAMPLE_EVERY: u64 = 256;
+
+/// `per_second` over `window`, rounded up, without overflow.
+const fn floor_over(per_second: u32, window: Duration) -> u64 {
+    let nanos = per_second as u128 * window.as_nanos();
+    let total = nanos.div_ceil(1_000_000_000);
+    if total > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        total as u64
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -131,6 +170,7 @@ impl RetryBudget {
             deposits: [const { Shard(AtomicU64::new(0)) }; SHARDS],
             percent: percent as u64,
             floor_per_second: floor_per_second as u64,
+            floor: floor_over(floor_per_second, window),
             window: if window.as_nanos() < minimum.as_nanos() {
                 minimum
             } else {
@@ -138,6 +178,7 @@ impl RetryBudget {
             },
             ledger: Mutex::new(Ledger {
                 epoch: None,
+                newest: 0,
                 slots: [Slot::UNUSED; SLOTS],
             }),
             last_report: AtomicU64::new(0),
@@ -156,10 +197,35 @@ impl RetryBudget {
     #[inline(always)]
     pub fn deposit(&self) {
         let shard = &self.deposits[shard_of_this_thread()].0;
-        shard.store(
-            shard.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Relaxed,
-        );
+        let count = shard.load(Ordering::Relaxed).wrapping_add(1);
+        shard.store(count, Ordering::Relaxed);
+        if count.is_multiple_of(SAMPLE_EVERY) {
+            self.sample(Instant::now());
+        }
+    }
+
+    /// Note the count of first attempts in the current slot, so that a failure after a quiet
+    /// spell of failures finds the first attempts that came before it. Never waits for the
+    /// lock: a sample missed is a sample taken a little later.
+    #[cold]
+    #[inline(never)]
+    fn sample(&self, now: Instant) {
+        let deposits = self.deposits();
+        if let Ok(mut ledger) = self.ledger.try_lock() {
+            let tick = self.tick(&mut ledger, now);
+            ledger.touch(tick, deposits);
+        }
+    }
+
+    /// Which slot since the ledger's epoch `now` falls in; never earlier than the newest slot
+    /// seen, so a caller whose clock read is stale cannot reset a newer slot.
+    fn tick(&self, ledger: &mut Ledger, now: Instant) -> u64 {
+        let epoch = *ledger.epoch.get_or_insert(now);
+        let tick = (now.saturating_duration_since(epoch).as_nanos()
+            / self.slot_length().as_nanos().max(1)) as u64;
+        let tick = tick.max(ledger.newest);
+        ledger.newest = tick;
+        tick
     }
 
     /// First attempts counted so far (the odd one lost between threads that share a counter
@@ -194,17 +260,8 @@ impl RetryBudget {
     pub(crate) fn withdraw(&self, now: Instant) -> Withdrawal {
         let deposits = self.deposits();
         let mut ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
-        let epoch = *ledger.epoch.get_or_insert(now);
-        let tick = (now.saturating_duration_since(epoch).as_nanos()
-            / self.slot_length().as_nanos().max(1)) as u64;
-        let current = &mut ledger.slots[(tick % SLOTS as u64) as usize];
-        if current.tick != tick {
-            *current = Slot {
-                tick,
-                deposits_at_start: deposits,
-                retries: 0,
-            };
-        }
+        let tick = self.tick(&mut ledger, now);
+        ledger.touch(tick, deposits);
         let in_window = |slot: &&Slot| slot.tick != u64::MAX && slot.tick + (SLOTS as u64) > tick;
         let since = ledger
             .slots
@@ -220,8 +277,9 @@ impl RetryBudget {
             .map(|s| s.retries)
             .sum();
         let first_attempts = deposits.saturating_sub(since);
-        let floor = self.floor_per_second * self.window.as_millis() as u64 / 1000;
-        let allowed = floor + first_attempts * self.percent / 100;
+        let allowed = self
+            .floor
+            .saturating_add(first_attempts.saturating_mul(self.percent) / 100);
         if retries < allowed {
             ledger.slots[(tick % SLOTS as u64) as usize].retries += 1;
             return Withdrawal::Granted;

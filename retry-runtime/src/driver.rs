@@ -72,6 +72,8 @@ pub enum Phase {
 /// # async fn run() -> Result<u32, sqlx::Error> {
 /// let policy = RetryPolicy::default();
 /// let mut retrier = Retrier::new(&policy, "query");
+/// // The call's first attempt counts against the retry budget its retries draw on.
+/// policy.deposit();
 /// loop {
 ///     // As an attempt, so retried calls inside it leave their retrying to this loop.
 ///     let delay = match as_attempt(query(), Enclosing::of(&policy)).await {

@@ -122,6 +122,15 @@ impl Drop for Restore {
 
 /// Whether this code runs inside an attempt of another retried call, on the same task, whose
 /// policy retries an error of `class`.
+/// Whether a retried call's attempt is being polled on this thread: a call inside it is part of
+/// that call's unit of work, whose first attempt the budget already counted.
+#[inline(always)]
+pub(crate) fn inside_an_attempt() -> bool {
+    ENCLOSING
+        .try_with(|enclosing| enclosing.get().is_some())
+        .unwrap_or(false)
+}
+
 pub(crate) fn enclosing_call_retries(class: Option<ErrorClass>) -> bool {
     ENCLOSING
         .try_with(|enclosing| enclosing.get())

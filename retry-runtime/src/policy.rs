@@ -154,11 +154,16 @@ impl RetryPolicy {
         self.budget.budget()
     }
 
-    /// Count a call's first attempt against the budget: what the happy path costs for it.
+    /// Count a call's first attempt against the budget: what the happy path costs for it. A
+    /// call made inside another retried call's attempt is part of that call's work, which was
+    /// counted once already; counting it again at every outer retry would let retries earn
+    /// their own budget.
     #[inline(always)]
     pub fn deposit(&self) {
         if let Some(budget) = self.budget() {
-            budget.deposit();
+            if !crate::layers::inside_an_attempt() {
+                budget.deposit();
+            }
         }
     }
 }

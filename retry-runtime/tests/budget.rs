@@ -114,3 +114,63 @@ fn every_policy_draws_on_the_process_budget_by_default() {
         (20, 10, Duration::from_secs(10))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn first_attempts_before_the_first_failure_count_too() {
+    // Five quiet seconds of 2,000 calls a second, then every call fails once: the window's
+    // 20 % covers the quiet seconds' first attempts, not only the failing calls'.
+    static BUDGET: RetryBudget = RetryBudget::new(20, 0, Duration::from_secs(10));
+    for _ in 0..5_000 {
+        BUDGET.deposit();
+        BUDGET.deposit();
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    let policy = policy(&BUDGET, 1);
+    let mut retried = 0;
+    for _ in 0..3_000 {
+        if call(&policy, 1).await == 2 {
+            retried += 1;
+        }
+    }
+    // Counting from the failures alone would grant about 600 (20 % of 3,000).
+    assert!(retried > 2_000, "{retried} retries");
+    assert!(retried <= 13_000 / 5, "{retried} retries");
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_inside_a_retried_call_are_part_of_its_first_attempt() {
+    // Each outer attempt makes five inner calls that succeed. Counting them would let every
+    // outer retry earn more than it spends; only the outer calls count.
+    static BUDGET: RetryBudget = RetryBudget::new(20, 0, Duration::from_secs(10));
+    let policy = policy(&BUDGET, 3);
+    let attempts = AtomicU32::new(0);
+    for _ in 0..100 {
+        let _ = retry(&policy, || {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            let policy = &policy;
+            async move {
+                for _ in 0..5 {
+                    call(policy, 0).await;
+                }
+                Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionReset))
+            }
+        })
+        .await;
+    }
+    assert_eq!(BUDGET.deposits(), 100, "one deposit per outer call");
+    let retries = attempts.load(Ordering::SeqCst) - 100;
+    assert!(retries <= 20, "{retries} retries for 100 calls at 20 %");
+}
+
+#[test]
+fn the_floor_is_rounded_up_over_short_windows() {
+    // 5 a second over 150 ms is 0.75 retries: one, not none.
+    static BUDGET: RetryBudget = RetryBudget::new(0, 5, Duration::from_millis(150));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let attempts = runtime.block_on(call(&policy(&BUDGET, 3), 100));
+    assert_eq!(attempts, 2);
+}
