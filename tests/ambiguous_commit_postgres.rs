@@ -42,14 +42,15 @@ async fn record_unverified(
 
 const CALLS: i32 = 400;
 
-async fn ledger_behind_proxy() -> (PgServer, FaultProxy, PgPool) {
+/// A server with an empty ledger, and a pool of `connections` that reaches it through a proxy.
+async fn ledger_behind_proxy(connections: u32) -> (PgServer, FaultProxy, PgPool) {
     let server = PgServer::start();
     server
         .exec_admin("CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL)")
         .await;
     let proxy = FaultProxy::start(server.addr()).await;
     let pool = PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(connections)
         .connect(&server.url_via(proxy.addr()))
         .await
         .unwrap();
@@ -66,7 +67,7 @@ async fn ledger_ids(server: &PgServer) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_answer_was_lost_is_resolved_never_guessed() {
-    let (server, proxy, pool) = ledger_behind_proxy().await;
+    let (server, proxy, pool) = ledger_behind_proxy(4).await;
     proxy.reset_around(b"COMMIT\0", 0.5, 11);
     let attempts = AtomicU32::new(0);
 
@@ -109,7 +110,7 @@ async fn a_commit_whose_answer_was_lost_is_resolved_never_guessed() {
 // cannot act on, though the commit often landed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_verification_a_landed_commit_is_reported_as_an_error() {
-    let (server, proxy, pool) = ledger_behind_proxy().await;
+    let (server, proxy, pool) = ledger_behind_proxy(4).await;
     proxy.reset_around(b"COMMIT\0", 0.5, 11);
 
     let mut failed = Vec::new();
@@ -132,16 +133,7 @@ async fn without_verification_a_landed_commit_is_reported_as_an_error() {
 // cut, it still resolves every call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lookup_needs_no_free_pool_slot() {
-    let server = PgServer::start();
-    server
-        .exec_admin("CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL)")
-        .await;
-    let proxy = FaultProxy::start(server.addr()).await;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&server.url_via(proxy.addr()))
-        .await
-        .unwrap();
+    let (server, proxy, pool) = ledger_behind_proxy(1).await;
     proxy.reset_around(b"COMMIT\0", 0.5, 5);
     let attempts = AtomicU32::new(0);
 

@@ -165,25 +165,33 @@ async fn same_load_without_retries_hits_sqlite_busy() {
     );
 }
 
-/// Begins with `BEGIN IMMEDIATE`; reports whether another connection could take the write lock
-/// while this transaction was open but had not written yet.
-#[db_retry(max = 0)]
-async fn immediate_then_probe(
-    #[transaction(immediate)] tx: &mut SqliteConnection,
+/// With a transaction open on `tx` that has read but not written: whether another connection
+/// can take the write lock.
+async fn other_writer_gets_the_lock(
+    tx: &mut SqliteConnection,
     pool: &SqlitePool,
 ) -> Result<bool, sqlx::Error> {
     let _: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&mut *tx)
         .await?;
     let mut other = pool.acquire().await?;
-    let other_got_the_lock = sqlx::query("BEGIN IMMEDIATE")
+    let got_it = sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *other)
         .await
         .is_ok();
-    if other_got_the_lock {
+    if got_it {
         sqlx::query("ROLLBACK").execute(&mut *other).await?;
     }
-    Ok(other_got_the_lock)
+    Ok(got_it)
+}
+
+/// Begins with `BEGIN IMMEDIATE`.
+#[db_retry(max = 0)]
+async fn immediate_then_probe(
+    #[transaction(immediate)] tx: &mut SqliteConnection,
+    pool: &SqlitePool,
+) -> Result<bool, sqlx::Error> {
+    other_writer_gets_the_lock(tx, pool).await
 }
 
 /// The same with a plain (deferred) `BEGIN`.
@@ -192,18 +200,7 @@ async fn deferred_then_probe(
     #[transaction] tx: &mut SqliteConnection,
     pool: &SqlitePool,
 ) -> Result<bool, sqlx::Error> {
-    let _: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&mut *tx)
-        .await?;
-    let mut other = pool.acquire().await?;
-    let other_got_the_lock = sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *other)
-        .await
-        .is_ok();
-    if other_got_the_lock {
-        sqlx::query("ROLLBACK").execute(&mut *other).await?;
-    }
-    Ok(other_got_the_lock)
+    other_writer_gets_the_lock(tx, pool).await
 }
 
 // `#[transaction(immediate)]` takes SQLite's write lock when the transaction begins, so writers
