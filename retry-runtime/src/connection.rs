@@ -41,14 +41,10 @@ pub trait PooledConnection: Sized + Send + 'static {
         pool: &Self::Pool,
     ) -> impl Future<Output = Result<Self::Held, Self::Error>> + Send + 'static;
 
-    /// `BEGIN` a transaction on an attempt's connection. Dropping the transaction without
-    /// committing rolls it back (sqlx queues the ROLLBACK and flushes it when the connection goes
-    /// back to the pool).
-    fn begin(
-        held: &mut Self::Held,
-    ) -> impl Future<Output = Result<Self::Transaction<'_>, Self::Error>> + Send + '_;
-
-    /// `BEGIN` a transaction with `options` (an isolation level, read-only, ...). Only the
+    /// `BEGIN` a transaction on an attempt's connection, with `options` (an isolation level,
+    /// read-only, ...; [`TransactionOptions::PLAIN`] for a plain `BEGIN`). Dropping the
+    /// transaction without committing rolls it back (sqlx queues the ROLLBACK and flushes it
+    /// when the connection goes back to the pool). Only the
     /// options this connection type supports reach it: the attribute checks them at compile
     /// time through [`IsolationLevels`], [`ReadOnlyTransactions`], [`DeferrableTransactions`]
     /// and [`ImmediateTransactions`].
@@ -109,6 +105,16 @@ pub struct TransactionOptions {
     pub deferrable: bool,
     /// `immediate`: SQLite's `BEGIN IMMEDIATE`, which takes the write lock up front.
     pub immediate: bool,
+}
+
+impl TransactionOptions {
+    /// No options: a plain `BEGIN`.
+    pub const PLAIN: TransactionOptions = TransactionOptions {
+        isolation: None,
+        read_only: false,
+        deferrable: false,
+        immediate: false,
+    };
 }
 
 /// A transaction isolation level.
@@ -254,24 +260,11 @@ impl<C: PooledConnection> Checkout<C> {
     }
 
     /// Take a connection from `pool` and `BEGIN` a transaction on it.
-    #[allow(clippy::manual_async_fn)]
     pub fn begin<'c>(
         &'c mut self,
         pool: &'c C::Pool,
     ) -> impl Future<Output = Result<OpenTransaction<'c, C>, C::Error>> + Send + 'c {
-        async move {
-            self.in_transactions = true;
-            self.phase = Phase::Acquire;
-            let held = self.held.insert(C::acquire(pool).await?);
-            // Until COMMIT is sent, a lost connection means the server rolled everything back.
-            self.phase = Phase::Transaction;
-            let transaction = C::begin(held).await?;
-            Ok(OpenTransaction {
-                transaction,
-                pool,
-                phase: &mut self.phase,
-            })
-        }
+        self.begin_with(pool, &TransactionOptions::PLAIN)
     }
 
     /// [`Checkout::begin`] with `options`.
@@ -287,6 +280,7 @@ impl<C: PooledConnection> Checkout<C> {
             self.read_only_here |= options.read_only;
             self.phase = Phase::Acquire;
             let held = self.held.insert(C::acquire(pool).await?);
+            // Until COMMIT is sent, a lost connection means the server rolled everything back.
             self.phase = Phase::Transaction;
             let transaction = C::begin_with_options(held, options).await?;
             Ok(OpenTransaction {

@@ -228,12 +228,6 @@ macro_rules! pooled_connection {
                 pool.acquire()
             }
 
-            fn begin(
-                held: &mut Self::Held,
-            ) -> impl std::future::Future<Output = Result<Self::Transaction<'_>, Self::Error>> + Send + '_ {
-                (**held).begin()
-            }
-
             fn begin_with_options<'h>(
                 held: &'h mut Self::Held,
                 options: &'static TransactionOptions,
@@ -375,18 +369,25 @@ mod postgres {
         held: &'h mut PoolConnection<Postgres>,
         options: &'static TransactionOptions,
     ) -> impl Future<Output = Result<Transaction<'h, Postgres>, sqlx::Error>> + Send + 'h {
-        let mut statement = String::from("BEGIN");
-        if let Some(level) = options.isolation {
-            statement.push_str(" ISOLATION LEVEL ");
-            statement.push_str(level.as_sql());
+        let connection: &'h mut PgConnection = held;
+        async move {
+            // The plain BEGIN builds no statement of its own.
+            if *options == TransactionOptions::PLAIN {
+                return sqlx::Connection::begin(connection).await;
+            }
+            let mut statement = String::from("BEGIN");
+            if let Some(level) = options.isolation {
+                statement.push_str(" ISOLATION LEVEL ");
+                statement.push_str(level.as_sql());
+            }
+            if options.read_only {
+                statement.push_str(" READ ONLY");
+            }
+            if options.deferrable {
+                statement.push_str(" DEFERRABLE");
+            }
+            sqlx::Connection::begin_with(connection, super::super::owned_sql(statement)).await
         }
-        if options.read_only {
-            statement.push_str(" READ ONLY");
-        }
-        if options.deferrable {
-            statement.push_str(" DEFERRABLE");
-        }
-        sqlx::Connection::begin_with(&mut **held, super::super::owned_sql(statement))
     }
 
     pub(super) fn in_recovery(
