@@ -25,22 +25,33 @@ async fn count(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-/// Inserts, then fails with a deadlock SQLSTATE raised by the server on the first attempt.
-#[db_retry(idempotent = false, max = 3, base = 1ms)]
-async fn insert_then_conflict(
-    #[acquire] conn: &mut PgConnection,
+/// Inserts, then on the first attempt fails with `sqlstate` raised by the server.
+async fn insert_then_raise(
+    conn: &mut PgConnection,
     attempts: &AtomicU32,
+    sqlstate: &str,
 ) -> Result<(), sqlx::Error> {
     let attempt = attempts.fetch_add(1, Ordering::SeqCst);
     sqlx::query("INSERT INTO events (kind) VALUES ('signup')")
         .execute(&mut *conn)
         .await?;
     if attempt == 0 {
-        sqlx::query("DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$")
+        let raise =
+            format!("DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{sqlstate}'; END $$");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(raise))
             .execute(&mut *conn)
             .await?;
     }
     Ok(())
+}
+
+/// Inserts, then fails with a deadlock SQLSTATE raised by the server on the first attempt.
+#[db_retry(idempotent = false, max = 3, base = 1ms)]
+async fn insert_then_conflict(
+    #[acquire] conn: &mut PgConnection,
+    attempts: &AtomicU32,
+) -> Result<(), sqlx::Error> {
+    insert_then_raise(conn, attempts, "40P01").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,16 +78,7 @@ async fn insert_then_conflict_in_transaction(
     #[transaction] tx: &mut PgConnection,
     attempts: &AtomicU32,
 ) -> Result<(), sqlx::Error> {
-    let attempt = attempts.fetch_add(1, Ordering::SeqCst);
-    sqlx::query("INSERT INTO events (kind) VALUES ('signup')")
-        .execute(&mut *tx)
-        .await?;
-    if attempt == 0 {
-        sqlx::query("DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '40001'; END $$")
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
+    insert_then_raise(tx, attempts, "40001").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
