@@ -379,6 +379,39 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
         _ => quote!(#policy_fn().deposit();),
     };
 
+    // With a breaker, a first attempt that succeeds tells it (one load while it is closed), and
+    // with `fail_fast = true` an open breaker ends the call before it starts, with the function's
+    // own error made from `CircuitOpen`; an error type without that `From` fails on the key.
+    let (admit, first_success) = match &config.breaker {
+        None => (quote!(), quote!()),
+        Some(_) => {
+            let admit = config.fail_fast_at.map(|key_span| {
+                let convert = located_at(
+                    quote! {{
+                        use #private::{CircuitOpenItself as _, CircuitOpenUnconvertible as _};
+                        (&&#private::CircuitOpenAs::<<#ret as #private::ResultParts>::Error>::new())
+                            .convert(open)
+                    }},
+                    key_span,
+                );
+                quote! {
+                    if let ::core::result::Result::Err(open) = #policy_fn().admit() {
+                        return ::core::result::Result::Err(#convert);
+                    }
+                }
+            });
+            (quote!(#admit), quote!(#policy_fn().record_success();))
+        }
+    };
+    let first_ok = if first_success.is_empty() {
+        quote!(return ::core::result::Result::Ok(#value))
+    } else {
+        quote!({
+            #first_success
+            return ::core::result::Result::Ok(#value);
+        })
+    };
+
     let destructure = destructure_tokens(&plan.rebinds);
     let body = quote! {
             #destructure
@@ -392,9 +425,10 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
                 &#policy_name
             };
             let mut #attempt = #closure;
+            #admit
             #deposit
             let (mut #retrier, mut #delay) = match #private::as_attempt(#first_attempt, #policy_fn).await {
-                ::core::result::Result::Ok(#value) => return ::core::result::Result::Ok(#value),
+                ::core::result::Result::Ok(#value) => #first_ok,
                 ::core::result::Result::Err(#error) => {
                     let mut #retrier = #new_retrier;
                     #first_judged
@@ -762,7 +796,7 @@ pub(crate) fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStre
             #idempotent,
         )
     };
-    match &config.budget {
+    let policy = match &config.budget {
         None => policy,
         Some(BudgetArg::Unlimited) => {
             quote!(#policy.__with_budget(::core::option::Option::None))
@@ -771,11 +805,27 @@ pub(crate) fn policy_tokens(config: &Config, private: &TokenStream) -> TokenStre
         Some(BudgetArg::Named(path)) => {
             let budget = located_at(
                 quote!(#private::RetryBudget::named(&#path)),
-                path.segments
-                    .last()
-                    .map_or_else(Span::call_site, |last| last.ident.span()),
+                last_ident(path),
             );
             quote!(#policy.__with_budget(::core::option::Option::Some(#budget)))
         }
+    };
+    match &config.breaker {
+        None => policy,
+        // As with a budget: a path that is not a `static CircuitBreaker` fails on the path.
+        Some(path) => {
+            let breaker = located_at(
+                quote!(#private::CircuitBreaker::named(&#path)),
+                last_ident(path),
+            );
+            quote!(#policy.__with_breaker(#breaker))
+        }
     }
+}
+
+/// Where a path's last segment was written: where a type error about what it names belongs.
+fn last_ident(path: &syn::Path) -> Span {
+    path.segments
+        .last()
+        .map_or_else(Span::call_site, |last| last.ident.span())
 }

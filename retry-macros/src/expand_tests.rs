@@ -119,6 +119,18 @@ fn every_key_set() {
 }
 
 #[test]
+fn breaker_failing_fast() {
+    insta::assert_snapshot!(expand(
+        quote!(breaker = crate::db::PRIMARY, fail_fast = true),
+        quote! {
+            async fn find_user(pool: &PgPool, id: i64) -> Result<User, RepoError> {
+                Ok(sqlx::query_as("SELECT id, name FROM users WHERE id = $1").bind(id).fetch_one(pool).await?)
+            }
+        }
+    ));
+}
+
+#[test]
 fn bad_key_keeps_the_function_and_reports_once() {
     insta::assert_snapshot!(expand(
         quote!(retries = 3),

@@ -22,6 +22,8 @@ pub(crate) const KEYS: &[&str] = &[
     "attempt_timeout",
     "idempotent",
     "budget",
+    "breaker",
+    "fail_fast",
     "crate",
 ];
 
@@ -65,6 +67,8 @@ pub(crate) struct Args {
     pub attempt_timeout: Option<Spanned<Duration>>,
     pub idempotent: Option<Spanned<bool>>,
     pub budget: Option<Spanned<BudgetArg>>,
+    pub breaker: Option<Spanned<Path>>,
+    pub fail_fast: Option<Spanned<bool>>,
     pub crate_path: Option<Path>,
 }
 
@@ -142,6 +146,8 @@ impl Args {
             ),
             "idempotent" => once!(self.idempotent, parse_bool("idempotent", &value)),
             "budget" => once!(self.budget, parse_budget(&value)),
+            "breaker" => once!(self.breaker, parse_breaker(&value)),
+            "fail_fast" => once!(self.fail_fast, parse_bool("fail_fast", &value)),
             "crate" => {
                 if self.crate_path.is_some() {
                     return Err(syn::Error::new(
@@ -268,6 +274,17 @@ fn parse_budget(value: &Expr) -> syn::Result<BudgetArg> {
             value,
             "`budget` takes `none`, or the path of a `static` `db_retry::RetryBudget` \
              (e.g. `budget = crate::budgets::ORDERS`)",
+        )),
+    }
+}
+
+fn parse_breaker(value: &Expr) -> syn::Result<Path> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() => Ok(path.path.clone()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`breaker` takes the path of a `static` `db_retry::CircuitBreaker` \
+             (e.g. `breaker = crate::db::PRIMARY`)",
         )),
     }
 }

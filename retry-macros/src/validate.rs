@@ -27,6 +27,11 @@ pub(crate) struct Config {
     pub idempotent: bool,
     /// `budget = …`; the process-wide budget when `None`.
     pub budget: Option<BudgetArg>,
+    /// `breaker = …`: the path of the function's circuit breaker.
+    pub breaker: Option<Path>,
+    /// Where `fail_fast = true` was written, if it was: the function returns `CircuitOpen`
+    /// instead of running while its breaker is open.
+    pub fail_fast_at: Option<Span>,
     /// Where `idempotent = false` was written, if it was.
     pub not_idempotent_at: Option<Span>,
     pub crate_path: Path,
@@ -52,6 +57,15 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
     // The rules are the runtime builder's: both ask `db-retry-policy`. Here each broken rule is
     // reported on the key that broke it, in the attribute's words.
     let schedule = settings.check().map_err(|error| explain(&error, &args))?;
+    // Failing fast is what a breaker does when open; without one there is nothing to ask.
+    if let Some(fail_fast) = args.fail_fast.as_ref().filter(|fail_fast| fail_fast.value) {
+        if args.breaker.is_none() {
+            return Err(syn::Error::new(
+                fail_fast.span,
+                "`fail_fast = true` fails calls while a circuit breaker is open, and this function has none; add `breaker = path::to::BREAKER`",
+            ));
+        }
+    }
     // A bound of the generated code alone (the function form leaves timeouts to the caller's
     // `tokio::time::timeout`), so checked here.
     if let Some(timeout) = args.attempt_timeout.as_ref().filter(|t| t.value.is_zero()) {
@@ -79,6 +93,12 @@ pub(crate) fn validate(args: Args) -> syn::Result<Config> {
         attempt_timeout_at: args.attempt_timeout.as_ref().map(|timeout| timeout.span),
         idempotent: schedule.idempotent,
         budget: args.budget.map(|budget| budget.value),
+        breaker: args.breaker.map(|breaker| breaker.value),
+        fail_fast_at: args
+            .fail_fast
+            .as_ref()
+            .filter(|fail_fast| fail_fast.value)
+            .map(|fail_fast| fail_fast.span),
         not_idempotent_at: args
             .idempotent
             .as_ref()

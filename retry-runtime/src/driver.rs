@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backoff::Schedule;
+use crate::breaker::Tripped;
 use crate::budget::Withdrawal;
 use crate::classify::{Classify, ErrorClass};
 use crate::events;
@@ -160,9 +161,11 @@ impl<'p> Retrier<'p> {
         }
     }
 
-    /// Record a success; emits a DEBUG event if it took retries, nothing otherwise.
+    /// Record a success after a failed attempt: tells the policy's circuit breaker, and emits a
+    /// DEBUG event if it took retries.
     #[inline]
     pub fn succeeded(&self) {
+        self.policy.record_success();
         if self.retries > 0 {
             events::succeeded_after_retries(self.function, self.retries + 1);
         }
@@ -268,6 +271,16 @@ impl<'p> Retrier<'p> {
                         || matches!(phase, Phase::Acquire | Phase::Transaction)),
             ),
         };
+        // Every failed attempt reports to the breaker, whatever this call does next: the breaker
+        // judges the database, not the call.
+        let breaker = self.policy.breaker().map(|breaker| {
+            let tripped = match class {
+                Some(class) => breaker.failed(class),
+                None if breaker.allows_retries() => Tripped::No,
+                None => Tripped::Refusing(breaker.state()),
+            };
+            (breaker, tripped)
+        });
         if !wanted {
             return None;
         }
@@ -301,6 +314,10 @@ impl<'p> Retrier<'p> {
                 delay = left / 2;
                 self.cut_to_deadline = true;
             }
+        }
+        if let Some((breaker, Tripped::Refusing(state))) = breaker {
+            failure.breaker_refused(self.retries + 1, class, breaker.name(), state);
+            return None;
         }
         // Last: the budget counts only retries that would otherwise happen.
         if let Some(budget) = self.policy.budget() {
@@ -421,7 +438,10 @@ where
     let started = policy.deadline.map(|_| Instant::now());
     policy.deposit();
     let error = match layers::as_attempt(operation(), Enclosing::of(policy)).await {
-        Ok(value) => return Ok(value),
+        Ok(value) => {
+            policy.record_success();
+            return Ok(value);
+        }
         Err(error) => error,
     };
     let function = std::any::type_name::<F>();

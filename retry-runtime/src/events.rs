@@ -6,6 +6,7 @@ use std::error::Error as StdError;
 use std::fmt::Display;
 use std::time::Duration;
 
+use crate::breaker::BreakerState;
 use crate::classify::{describe, ErrorClass};
 
 /// A failed attempt as the events show it: the function, the error, and the error in its chain
@@ -104,6 +105,31 @@ impl<'e> Failure<'e> {
         );
     }
 
+    /// The call's circuit breaker is open or half-open: the error goes to the caller. DEBUG,
+    /// since every call says it while the breaker is open; the breaker's own change of state is
+    /// the WARN.
+    pub(crate) fn breaker_refused(
+        &self,
+        attempts: u32,
+        class: Option<ErrorClass>,
+        breaker: &'static str,
+        state: BreakerState,
+    ) {
+        tracing::debug!(
+            target: "db_retry",
+            function = self.function,
+            attempts,
+            class = class.map_or("custom", ErrorClass::as_str),
+            reason = "the circuit breaker is open",
+            bound = "breaker",
+            breaker,
+            breaker_state = state.as_str(),
+            error = %self.error,
+            cause = self.cause().as_deref(),
+            "giving up on a transient database error: the circuit breaker is open"
+        );
+    }
+
     /// A retried call inside another one's attempt leaves the retrying to the outer call.
     pub(crate) fn handed_up(&self, attempts: u32, class: Option<ErrorClass>) {
         tracing::debug!(
@@ -146,4 +172,41 @@ pub(crate) fn succeeded_after_retries(function: &'static str, attempts: u32) {
         attempts,
         "succeeded after retrying"
     );
+}
+
+/// A circuit breaker changed state: WARN when it opens (the database keeps failing), INFO when it
+/// probes or closes again.
+pub(crate) fn breaker_changed(
+    breaker: &'static str,
+    from: BreakerState,
+    to: BreakerState,
+    threshold: u32,
+    open_for: Duration,
+) {
+    let open_for_ms = u64::try_from(open_for.as_millis()).unwrap_or(u64::MAX);
+    match to {
+        BreakerState::Open => tracing::warn!(
+            target: "db_retry",
+            breaker,
+            from = from.as_str(),
+            to = to.as_str(),
+            threshold,
+            open_for_ms,
+            "circuit breaker opened: retries are refused until it probes again"
+        ),
+        BreakerState::HalfOpen => tracing::info!(
+            target: "db_retry",
+            breaker,
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker half-open: the next calls probe the database"
+        ),
+        BreakerState::Closed => tracing::info!(
+            target: "db_retry",
+            breaker,
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker closed: the database answers again"
+        ),
+    }
 }

@@ -300,3 +300,54 @@ impl<E> TimedOutUnconvertible<E> for TimedOutAs<E> {
     note = "add a variant for it, as `#[error(transparent)] TimedOut(#[from] db_retry::AttemptTimedOut)` with thiserror, or a `From<sqlx::Error>` impl (a cancelled attempt then arrives as a sqlx I/O error of kind `TimedOut`)"
 )]
 pub trait ConvertsTimedOut: sealed::Nothing {}
+
+/// Turns a [`CircuitOpen`](crate::CircuitOpen) into the function's error type `E` for
+/// `fail_fast = true`. The rewritten function calls `(&&CircuitOpenAs::<E>::new()).convert(open)`:
+/// `E: From<CircuitOpen>`, and otherwise a compile error on `fail_fast` that says so (rather
+/// than whatever bound of a blanket `From` impl of `E`'s failed).
+pub struct CircuitOpenAs<E>(std::marker::PhantomData<fn() -> E>);
+
+impl<E> CircuitOpenAs<E> {
+    /// The converter for `E`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        CircuitOpenAs(std::marker::PhantomData)
+    }
+}
+
+/// `E: From<CircuitOpen>`.
+pub trait CircuitOpenItself<E> {
+    /// `E::from(open)`.
+    fn convert(&self, open: crate::CircuitOpen) -> E;
+}
+
+impl<E: From<crate::CircuitOpen>> CircuitOpenItself<E> for &CircuitOpenAs<E> {
+    fn convert(&self, open: crate::CircuitOpen) -> E {
+        E::from(open)
+    }
+}
+
+/// Anything else: the call compiles only where the bound holds, which it never does.
+pub trait CircuitOpenUnconvertible<E> {
+    /// Never callable.
+    fn convert(&self, open: crate::CircuitOpen) -> E
+    where
+        E: ConvertsCircuitOpen;
+}
+
+impl<E> CircuitOpenUnconvertible<E> for CircuitOpenAs<E> {
+    fn convert(&self, _: crate::CircuitOpen) -> E
+    where
+        E: ConvertsCircuitOpen,
+    {
+        unreachable!("ConvertsCircuitOpen has no implementations")
+    }
+}
+
+/// Implemented by nothing: names what an error type needs for `fail_fast = true`.
+#[diagnostic::on_unimplemented(
+    message = "`fail_fast = true` returns `db_retry::CircuitOpen` as the function's own error type, and `{Self}` cannot be made from one",
+    label = "`{Self}` needs `From<db_retry::CircuitOpen>`",
+    note = "add a variant for it, as `#[error(transparent)] CircuitOpen(#[from] db_retry::CircuitOpen)` with thiserror; or leave `fail_fast` out, and an open breaker only stops retries"
+)]
+pub trait ConvertsCircuitOpen: sealed::Nothing {}

@@ -25,6 +25,7 @@ compile_error!(
 );
 
 mod backoff;
+mod breaker;
 mod budget;
 mod classify;
 mod connection;
@@ -40,6 +41,7 @@ mod sqlx08;
 #[cfg(feature = "sqlx09")]
 mod sqlx09;
 
+pub use breaker::{BreakerState, CircuitBreaker, CircuitOpen};
 pub use budget::{BudgetChoice, RetryBudget};
 pub use classify::{
     classify_database, classify_error, classify_io, classify_mysql, classify_postgres,
@@ -64,15 +66,15 @@ pub mod __private {
         TransactionOptions,
     };
     pub use crate::expansion::{
-        within, ArgOf, AttemptTimedOut, Classifiable, ClassifyItself, ClassifyTarget,
-        CloneForAttempt, EachAttemptNeedsItsOwnCopy, ErrorOf, Judged, NotCloneForAttempt,
-        ResultParts, TimedOutAs, TimedOutItself, TimedOutUnconvertible, TimedOutViaSqlx08,
-        TimedOutViaSqlx09, Unclassified,
+        within, ArgOf, AttemptTimedOut, CircuitOpenAs, CircuitOpenItself, CircuitOpenUnconvertible,
+        Classifiable, ClassifyItself, ClassifyTarget, CloneForAttempt, EachAttemptNeedsItsOwnCopy,
+        ErrorOf, Judged, NotCloneForAttempt, ResultParts, TimedOutAs, TimedOutItself,
+        TimedOutUnconvertible, TimedOutViaSqlx08, TimedOutViaSqlx09, Unclassified,
     };
     pub use crate::layers::{as_attempt, Attempt, Enclosing};
     pub use crate::{
-        sleep, Backoff, Classify, ErrorClass, Jitter, Phase, Retrier, RetryBudget, RetryOn,
-        RetryPolicy, Verdict,
+        sleep, Backoff, CircuitBreaker, CircuitOpen, Classify, ErrorClass, Jitter, Phase, Retrier,
+        RetryBudget, RetryOn, RetryPolicy, Verdict,
     };
     pub use core::time::Duration;
     pub use tokio::time::Instant;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::breaker::{BreakerChoice, CircuitBreaker};
 use crate::budget::{BudgetChoice, RetryBudget};
 use crate::classify::ErrorClass;
 
@@ -42,6 +43,7 @@ pub struct RetryPolicy {
     pub(crate) idempotent: bool,
     pub(crate) seed: Option<u64>,
     pub(crate) budget: BudgetChoice,
+    pub(crate) breaker: BreakerChoice,
 }
 
 impl RetryPolicy {
@@ -57,6 +59,7 @@ impl RetryPolicy {
         idempotent: defaults::IDEMPOTENT,
         seed: None,
         budget: BudgetChoice::Global,
+        breaker: BreakerChoice(None),
     };
 
     /// Start building a policy from the defaults.
@@ -65,6 +68,7 @@ impl RetryPolicy {
             settings: Settings::default(),
             seed: None,
             budget: BudgetChoice::Global,
+            breaker: BreakerChoice(None),
         }
     }
 
@@ -133,6 +137,7 @@ impl RetryPolicy {
             idempotent,
             seed: None,
             budget: BudgetChoice::Global,
+            breaker: BreakerChoice(None),
         }
     }
 
@@ -145,6 +150,41 @@ impl RetryPolicy {
                 None => BudgetChoice::Unlimited,
             },
             ..self
+        }
+    }
+
+    /// The same policy with a circuit breaker (`breaker = …` in the attribute).
+    #[doc(hidden)]
+    pub const fn __with_breaker(self, breaker: &'static CircuitBreaker) -> RetryPolicy {
+        RetryPolicy {
+            breaker: BreakerChoice(Some(breaker)),
+            ..self
+        }
+    }
+
+    /// The circuit breaker this policy reports to, if any.
+    #[inline(always)]
+    pub fn breaker(&self) -> Option<&'static CircuitBreaker> {
+        self.breaker.0
+    }
+
+    /// Note a call that succeeded with its first attempt, for the policy's circuit breaker: one
+    /// load while the breaker is closed, nothing without one.
+    #[inline(always)]
+    pub fn record_success(&self) {
+        if let Some(breaker) = self.breaker() {
+            breaker.record_success();
+        }
+    }
+
+    /// May a call start? `Ok` without a breaker or while it lets calls through, else
+    /// [`CircuitOpen`](crate::CircuitOpen): what `fail_fast = true` asks before the first
+    /// attempt. With [`retry`](crate::retry), ask it first to fail fast the same way.
+    #[inline(always)]
+    pub fn admit(&self) -> Result<(), crate::CircuitOpen> {
+        match self.breaker() {
+            Some(breaker) => breaker.admit(),
+            None => Ok(()),
         }
     }
 
@@ -182,6 +222,7 @@ pub struct RetryPolicyBuilder {
     settings: Settings,
     seed: Option<u64>,
     budget: BudgetChoice,
+    breaker: BreakerChoice,
 }
 
 impl RetryPolicyBuilder {
@@ -236,6 +277,12 @@ impl RetryPolicyBuilder {
         self.budget = BudgetChoice::Unlimited;
         self
     }
+    /// Report failures to `breaker`, and retry only while it is closed. (Failing fast while it
+    /// is open is for the caller to ask: [`CircuitBreaker::admit`].)
+    pub fn breaker(mut self, breaker: &'static CircuitBreaker) -> Self {
+        self.breaker = BreakerChoice(Some(breaker));
+        self
+    }
     /// Seed the jitter's random number generator, so the delays are reproducible. Meant for
     /// tests; without it every call draws from a fresh, randomly seeded generator.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -257,6 +304,7 @@ impl RetryPolicyBuilder {
             idempotent: schedule.idempotent,
             seed: self.seed,
             budget: self.budget,
+            breaker: self.breaker,
         })
     }
 }
