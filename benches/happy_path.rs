@@ -55,6 +55,12 @@ macro_rules! variants {
             Ok(black_box(x) + 1)
         }
 
+        // What a circuit breaker adds: one load after the successful first attempt.
+        #[db_retry(breaker = BREAKER)]
+        pub async fn with_db_retry_breaker(x: u64) -> Result<u64, sqlx::Error> {
+            Ok(black_box(x) + 1)
+        }
+
         pub async fn with_backon(x: u64) -> Result<u64, sqlx::Error> {
             (|| async { Ok(black_box(x) + 1) })
                 .retry(
@@ -87,10 +93,13 @@ mod inlined {
     variants!();
 }
 
-const NAMES: [&str; 5] = [
+static BREAKER: db_retry::CircuitBreaker = db_retry::CircuitBreaker::new("bench");
+
+const NAMES: [&str; 6] = [
     "plain",
     "db_retry",
     "db_retry_no_budget",
+    "db_retry_breaker",
     "backon",
     "tokio_retry",
 ];
@@ -113,9 +122,13 @@ macro_rules! bench_group {
         });
         group.bench_function(NAMES[3], |b| {
             b.to_async($runtime)
-                .iter(|| $wrap($group::with_backon(black_box(1))))
+                .iter(|| $wrap($group::with_db_retry_breaker(black_box(1))))
         });
         group.bench_function(NAMES[4], |b| {
+            b.to_async($runtime)
+                .iter(|| $wrap($group::with_backon(black_box(1))))
+        });
+        group.bench_function(NAMES[5], |b| {
             b.to_async($runtime)
                 .iter(|| $wrap($group::with_tokio_retry(black_box(1))))
         });
@@ -158,6 +171,7 @@ fn report() {
         std::mem::size_of_val(&plain(1)),
         std::mem::size_of_val(&with_db_retry(1)),
         std::mem::size_of_val(&with_db_retry_no_budget(1)),
+        std::mem::size_of_val(&with_db_retry_breaker(1)),
         std::mem::size_of_val(&with_backon(1)),
         std::mem::size_of_val(&with_tokio_retry(1)),
     ];
@@ -165,6 +179,7 @@ fn report() {
         allocations_per_call(&runtime, plain),
         allocations_per_call(&runtime, with_db_retry),
         allocations_per_call(&runtime, with_db_retry_no_budget),
+        allocations_per_call(&runtime, with_db_retry_breaker),
         allocations_per_call(&runtime, with_backon),
         allocations_per_call(&runtime, with_tokio_retry),
     ];

@@ -300,3 +300,57 @@ fn a_spent_budget_says_so_once_per_slot_not_once_per_call() {
     assert_eq!(spent[0].fields["unreported"], "0");
     assert_eq!(spent[1].fields["unreported"], "20");
 }
+
+#[test]
+fn a_breaker_says_when_it_opens_probes_and_closes_and_each_refusal_is_a_debug() {
+    use db_retry_runtime::{Backoff, CircuitBreaker};
+    static BREAKER: CircuitBreaker = CircuitBreaker::new("events")
+        .consecutive_failures(2)
+        .open_for(Duration::from_secs(1));
+    let policy = RetryPolicy::builder()
+        .max_retries(5)
+        .backoff(Backoff::None)
+        .jitter(Jitter::None)
+        .no_budget()
+        .breaker(&BREAKER)
+        .build()
+        .unwrap();
+    let refused = || async { Err::<(), _>(io::Error::from(io::ErrorKind::ConnectionRefused)) };
+    let (_, events) = recorded(async {
+        // Two refused connects open it; the second call is refused its retry.
+        let _ = retry(&policy, refused).await;
+        let _ = retry(&policy, refused).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _ = retry(&policy, || async { Ok::<_, io::Error>(()) }).await;
+    });
+    let changes: Vec<_> = events
+        .iter()
+        .filter(|e| e.fields.contains_key("to"))
+        .map(|e| (e.level, e.fields["from"].as_str(), e.fields["to"].as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (tracing::Level::WARN, "closed", "open"),
+            (tracing::Level::INFO, "open", "half_open"),
+            (tracing::Level::INFO, "half_open", "closed"),
+        ],
+        "{events:?}"
+    );
+    let opened = events
+        .iter()
+        .find(|e| e.fields.get("to").map(String::as_str) == Some("open"));
+    assert_eq!(opened.unwrap().fields["breaker"], "events");
+    assert_eq!(opened.unwrap().fields["threshold"], "2");
+    let refusals: Vec<_> = events
+        .iter()
+        .filter(|e| e.fields.get("bound").map(String::as_str) == Some("breaker"))
+        .collect();
+    assert_eq!(refusals.len(), 2, "{events:?}");
+    for refusal in refusals {
+        assert_eq!(refusal.level, tracing::Level::DEBUG);
+        assert_eq!(refusal.fields["breaker"], "events");
+        assert_eq!(refusal.fields["breaker_state"], "open");
+        assert_eq!(refusal.fields["class"], "connect");
+    }
+}
