@@ -1,5 +1,6 @@
 //! An axum service whose handlers call `#[db_retry]` repository functions, with a `/health`
-//! endpoint and a startup that waits for the database instead of crashing.
+//! endpoint, a Prometheus `/metrics` endpoint (db-retry's `metrics` feature), and a startup that
+//! waits for the database instead of crashing.
 //!
 //! The split the README recommends: the attribute goes on the repository functions, which take
 //! `&PgPool` and borrowed arguments; handlers take the extractors and call them. One handler,
@@ -9,6 +10,7 @@
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres PORT=3000 cargo run --example axum_service
 //! curl localhost:3000/health
+//! curl localhost:3000/metrics
 //! curl localhost:3000/counter/hits -X POST
 //! curl localhost:3000/counter/hits -X DELETE
 //! ```
@@ -22,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use db_retry::db_retry;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
@@ -72,6 +75,12 @@ async fn health(State(pool): State<PgPool>) -> (StatusCode, Json<Value>) {
         "error": health.error,
     });
     (status, Json(body))
+}
+
+/// What db-retry counted (attempts, retries by class, give-ups by reason, budget and breaker),
+/// in Prometheus's text format.
+async fn metrics(State(handle): State<PrometheusHandle>) -> String {
+    handle.render()
 }
 
 async fn get_counter(
@@ -143,6 +152,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         std::process::exit(2);
     };
+    // The recorder goes in before the first retried call, so every function's counters reach it.
+    let metrics_handle = PrometheusBuilder::new().install_recorder()?;
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -163,7 +174,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/counter/{name}",
             get(get_counter).post(post_counter).delete(delete_counter),
         )
-        .with_state(pool);
+        .with_state(pool)
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(metrics_handle),
+        );
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -150,3 +150,73 @@ async fn service_waits_for_a_database_that_starts_late() {
     let (status, body) = wait_for_health(addr, Duration::from_secs(20)).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The value of the Prometheus sample `name{labels}` whose labels include every one of `with`.
+fn sample(metrics: &str, name: &str, with: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| with.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .reduce(|a: f64, b| a + b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_attempts_and_retries_while_faults_are_injected() {
+    let server = PgServer::start();
+    let proxy = support::proxy::FaultProxy::start(server.addr()).await;
+    let (_service, addr) = Service::start(&server.url_via(proxy.addr()));
+    let (status, body) = wait_for_health(addr, Duration::from_secs(20)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request(addr, "POST", "/counter/visits").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // Half of the reads have their connection reset around the query: each of those is retried.
+    proxy.reset_around(b"SELECT hits", 0.5, 7);
+    let mut served = 0;
+    for _ in 0..20 {
+        let (status, _) = request(addr, "GET", "/counter/visits").await.unwrap();
+        served += u32::from(status == 200);
+    }
+    proxy.pass();
+    let stats = proxy.stats();
+
+    let (status, metrics) = request(addr, "GET", "/metrics").await.unwrap();
+    assert_eq!(status, 200, "{metrics}");
+    let read = r#"function="axum_service::read""#;
+    let attempts = sample(&metrics, "db_retry_attempts_total", &[read])
+        .unwrap_or_else(|| panic!("no attempts counted for read: {metrics}"));
+    let retries = sample(&metrics, "db_retry_retries_total", &[read]).unwrap_or(0.0);
+    let lost = sample(
+        &metrics,
+        "db_retry_retries_total",
+        &[read, r#"class="connection_lost""#],
+    )
+    .unwrap_or(0.0);
+    println!("served {served}/20, proxy {stats:?}, attempts {attempts}, retries {retries}");
+    assert!(
+        retries >= 1.0,
+        "faults were injected but no retry was counted: {metrics}"
+    );
+    assert_eq!(
+        lost, retries,
+        "every retry here followed a reset: {metrics}"
+    );
+    assert_eq!(
+        attempts,
+        20.0 + retries,
+        "one first attempt per request plus one per retry: {metrics}"
+    );
+    assert!(
+        sample(&metrics, "db_retry_backoff_seconds_count", &[read]).is_some()
+            || sample(&metrics, "db_retry_backoff_seconds", &[read]).is_some(),
+        "the delays before retries: {metrics}"
+    );
+    assert!(
+        metrics.contains("# HELP db_retry_attempts_total"),
+        "described: {metrics}"
+    );
+}

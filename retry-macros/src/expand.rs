@@ -201,9 +201,11 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
     let error = Ident::new("error", mixed);
     let verdict = Ident::new("verdict", mixed);
 
-    let policy = policy_tokens(config, &private);
     let name = format!("::{}", sig.ident);
     let name_tokens = quote!(::core::concat!(::core::module_path!(), #name));
+    // Named, for the metrics of its first attempt (the retrier gets the name on its own).
+    let policy = policy_tokens(config, &private);
+    let policy = quote!(#policy.__named(#name_tokens));
     let ret = &plan.ret;
     let fake_return = fake_return(ret);
     let rebinds = rebind_tokens(&plan.rebinds, &private);
@@ -373,11 +375,9 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
         }
     };
 
-    // The first attempt counts against the retry budget: a load and a store on a counter.
-    let deposit = match config.budget {
-        Some(BudgetArg::Unlimited) => quote!(),
-        _ => quote!(#policy_fn().deposit();),
-    };
+    // The first attempt counts against the retry budget (a load and a store on a counter) and,
+    // with the runtime's `metrics` feature, in the attempts counter.
+    let deposit = quote!(#policy_fn().deposit(););
 
     // With a breaker, a first attempt that succeeds tells it (one load while it is closed), and
     // with `fail_fast = true` an open breaker ends the call before it starts, with the function's

@@ -395,6 +395,7 @@ impl CircuitBreaker {
         cold.successes = 0;
         self.store(to, 0);
         events::breaker_changed(self.name, from, to, self.threshold, self.open_for);
+        crate::metrics::breaker_changed(self.name, from, to);
     }
 
     fn store(&self, state: BreakerState, run: u32) {

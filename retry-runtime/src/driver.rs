@@ -17,6 +17,7 @@ use crate::budget::Withdrawal;
 use crate::classify::{Classify, ErrorClass};
 use crate::events;
 use crate::layers::{self, Enclosing};
+use crate::metrics;
 use crate::policy::RetryPolicy;
 
 /// The judgement of one failed attempt, as the classifier made it.
@@ -258,6 +259,7 @@ impl<'p> Retrier<'p> {
                         "the attempt may have taken effect and the function is not idempotent",
                         None,
                     );
+                    metrics::gave_up(self.function, Some(class), "not_idempotent");
                 }
                 (Some(class), may_have_run, wanted)
             }
@@ -292,7 +294,9 @@ impl<'p> Retrier<'p> {
         }
         if self.retries >= self.policy.max_retries {
             if self.policy.max_retries > 0 {
-                failure.gave_up(self.retries + 1, class, "no retries left", Some("max"));
+                let bound =
+                    failure.gave_up(self.retries + 1, class, "no retries left", Some("max"));
+                metrics::gave_up(self.function, class, bound.unwrap_or("max"));
             }
             return None;
         }
@@ -306,6 +310,7 @@ impl<'p> Retrier<'p> {
                     "the deadline leaves no time for another attempt",
                     Some("deadline"),
                 );
+                metrics::gave_up(self.function, class, "deadline");
                 return None;
             }
             // A delay that would reach the deadline (an unlucky jitter draw, a long backoff) is
@@ -317,6 +322,7 @@ impl<'p> Retrier<'p> {
         }
         if let Some((breaker, Tripped::Refusing(state))) = breaker {
             failure.breaker_refused(self.retries + 1, class, breaker.name(), state);
+            metrics::gave_up(self.function, class, "breaker");
             return None;
         }
         // Last: the budget counts only retries that would otherwise happen.
@@ -325,11 +331,13 @@ impl<'p> Retrier<'p> {
                 if let Some(unreported) = report {
                     failure.budget_spent(self.retries + 1, class, unreported);
                 }
+                metrics::gave_up(self.function, class, "budget");
                 return None;
             }
         }
         self.retries += 1;
         failure.retrying(self.retries, delay, class, may_have_run);
+        metrics::retry(self.function, class, delay);
         Some(delay)
     }
 }
@@ -436,7 +444,8 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let started = policy.deadline.map(|_| Instant::now());
-    policy.deposit();
+    let function = policy.name().unwrap_or_else(std::any::type_name::<F>);
+    policy.deposit_as(function);
     let error = match layers::as_attempt(operation(), Enclosing::of(policy)).await {
         Ok(value) => {
             policy.record_success();
@@ -444,7 +453,6 @@ where
         }
         Err(error) => error,
     };
-    let function = std::any::type_name::<F>();
     let mut retrier = match started {
         Some(started) => Retrier::started_at(policy, function, started),
         None => Retrier::new(policy, function),

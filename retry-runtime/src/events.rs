@@ -68,7 +68,7 @@ impl<'e> Failure<'e> {
         class: Option<ErrorClass>,
         reason: &'static str,
         bound: Option<&'static str>,
-    ) {
+    ) -> Option<&'static str> {
         // Out of retries after an attempt `attempt_timeout` cancelled: the timeout is what
         // kept that attempt from succeeding. A deadline stays the deadline.
         let bound = match bound {
@@ -86,6 +86,7 @@ impl<'e> Failure<'e> {
             cause = self.cause().as_deref(),
             "giving up on a transient database error"
         );
+        bound
     }
 
     /// The retry budget is spent: the error goes to the caller. Said at most once per slot of

@@ -34,6 +34,7 @@ mod ecosystem;
 mod events;
 pub mod expansion;
 pub mod layers;
+mod metrics;
 mod policy;
 mod readiness;
 #[cfg(feature = "sqlx08")]

@@ -44,6 +44,7 @@ pub struct RetryPolicy {
     pub(crate) seed: Option<u64>,
     pub(crate) budget: BudgetChoice,
     pub(crate) breaker: BreakerChoice,
+    pub(crate) name: Option<&'static str>,
 }
 
 impl RetryPolicy {
@@ -60,6 +61,7 @@ impl RetryPolicy {
         seed: None,
         budget: BudgetChoice::Global,
         breaker: BreakerChoice(None),
+        name: None,
     };
 
     /// Start building a policy from the defaults.
@@ -69,6 +71,7 @@ impl RetryPolicy {
             seed: None,
             budget: BudgetChoice::Global,
             breaker: BreakerChoice(None),
+            name: None,
         }
     }
 
@@ -138,7 +141,23 @@ impl RetryPolicy {
             seed: None,
             budget: BudgetChoice::Global,
             breaker: BreakerChoice(None),
+            name: None,
         }
+    }
+
+    /// The same policy named for its function, as events and metrics say it.
+    #[doc(hidden)]
+    pub const fn __named(self, name: &'static str) -> RetryPolicy {
+        RetryPolicy {
+            name: Some(name),
+            ..self
+        }
+    }
+
+    /// The name events and metrics give calls under this policy: the function's path for
+    /// `#[db_retry]`, what [`RetryPolicyBuilder::name`] was given otherwise.
+    pub fn name(&self) -> Option<&'static str> {
+        self.name
     }
 
     /// The same policy drawing on another budget (`budget = …` in the attribute).
@@ -198,13 +217,22 @@ impl RetryPolicy {
     /// call made inside another retried call's attempt is part of that call's work, which was
     /// counted once already; counting it again at every outer retry would let retries earn
     /// their own budget.
+    ///
+    /// With the `metrics` feature, also counts the attempt in `db_retry_attempts_total`.
     #[inline(always)]
     pub fn deposit(&self) {
+        self.deposit_as(self.name.unwrap_or(crate::metrics::UNNAMED));
+    }
+
+    /// [`RetryPolicy::deposit`], counting the attempt for `function`.
+    #[inline(always)]
+    pub(crate) fn deposit_as(&self, function: &'static str) {
         if let Some(budget) = self.budget() {
             if !crate::layers::inside_an_attempt() {
                 budget.deposit();
             }
         }
+        crate::metrics::first_attempt(function);
     }
 }
 
@@ -223,6 +251,7 @@ pub struct RetryPolicyBuilder {
     seed: Option<u64>,
     budget: BudgetChoice,
     breaker: BreakerChoice,
+    name: Option<&'static str>,
 }
 
 impl RetryPolicyBuilder {
@@ -283,6 +312,12 @@ impl RetryPolicyBuilder {
         self.breaker = BreakerChoice(Some(breaker));
         self
     }
+    /// The name events and metrics give calls under this policy (the `function` label). Without
+    /// it, [`retry`](crate::retry) names a call by its closure's type.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        self
+    }
     /// Seed the jitter's random number generator, so the delays are reproducible. Meant for
     /// tests; without it every call draws from a fresh, randomly seeded generator.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -305,6 +340,7 @@ impl RetryPolicyBuilder {
             seed: self.seed,
             budget: self.budget,
             breaker: self.breaker,
+            name: self.name,
         })
     }
 }
