@@ -52,6 +52,9 @@
 //! crates' errors. A PostgreSQL-only service on sqlx 0.9 needs only
 //! `default-features = false, features = ["sqlx09", "postgres"]`.
 //!
+//! The feature `metrics` reports attempts, retries, give-ups, budget and circuit-breaker events
+//! through the [`metrics`](https://docs.rs/metrics) facade; see the README's "Metrics".
+//!
 //! # Without the attribute
 //!
 //! [`retry`] runs a closure under a [`RetryPolicy`] with the same driver:
@@ -101,6 +104,8 @@
 ///     attempt_timeout = 2s,  // optional: cancel an attempt that runs longer
 ///     idempotent = true,     // false: never re-run an attempt that may have applied something
 ///     budget = none,         // optional: a `static RetryBudget` of yours, or none; default: the process's
+///     breaker = PRIMARY,     // optional: a `static CircuitBreaker`; no retries while it is open
+///     fail_fast = false,     // true: while the breaker is open, return `CircuitOpen` unrun
 ///     crate = db_retry,      // path of this crate, for crates that re-export it
 /// )]
 /// ```
@@ -286,6 +291,35 @@
 /// #[db_retry(budget = IMPORTS)]
 /// async fn import_row(pool: &SqlitePool) -> Result<i64, sqlx::Error> {
 ///     sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+/// }
+/// ```
+///
+/// # `breaker` and `fail_fast`
+///
+/// `breaker = path::to::STATIC` reports each failed attempt to a [`CircuitBreaker`]. After a run
+/// of connect or unavailable failures it opens: no retries until it has probed the database
+/// again, while the first attempt of each call still runs. With `fail_fast = true` an open
+/// breaker ends the call before it starts, with [`CircuitOpen`] turned into the function's
+/// error type by `From` (without that impl, a compile error on `fail_fast`).
+///
+/// ```
+/// # use db_retry::{db_retry, CircuitBreaker, CircuitOpen}; use sqlx::SqlitePool;
+/// # use std::time::Duration;
+/// static PRIMARY: CircuitBreaker = CircuitBreaker::new("primary")
+///     .consecutive_failures(5)
+///     .open_for(Duration::from_secs(10));
+///
+/// #[derive(Debug, thiserror::Error)]
+/// enum RepoError {
+///     #[error("database: {0}")]
+///     Database(#[from] sqlx::Error),
+///     #[error(transparent)]
+///     CircuitOpen(#[from] CircuitOpen),
+/// }
+///
+/// #[db_retry(breaker = PRIMARY, fail_fast = true)]
+/// async fn report(pool: &SqlitePool) -> Result<i64, RepoError> {
+///     Ok(sqlx::query_scalar("SELECT 1").fetch_one(pool).await?)
 /// }
 /// ```
 ///
