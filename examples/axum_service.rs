@@ -1,6 +1,6 @@
 //! An axum service whose handlers call `#[db_retry]` repository functions, with a `/health`
-//! endpoint, a Prometheus `/metrics` endpoint (db-retry's `metrics` feature), and a startup that
-//! waits for the database instead of crashing.
+//! endpoint, a Prometheus `/metrics` endpoint (db-retry's counters are there when it is built
+//! with the `metrics` feature), and a startup that waits for the database instead of crashing.
 //!
 //! The split the README recommends: the attribute goes on the repository functions, which take
 //! `&PgPool` and borrowed arguments; handlers take the extractors and call them. One handler,
@@ -8,7 +8,7 @@
 //! too (`Path(name): Path<String>` is taken apart once; only `name` is cloned per attempt).
 //!
 //! ```text
-//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres PORT=3000 cargo run --example axum_service
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres PORT=3000 cargo run --example axum_service --features metrics
 //! curl localhost:3000/health
 //! curl localhost:3000/metrics
 //! curl localhost:3000/counter/hits -X POST

@@ -186,6 +186,13 @@ async fn metrics_count_attempts_and_retries_while_faults_are_injected() {
 
     let (status, metrics) = request(addr, "GET", "/metrics").await.unwrap();
     assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("db_retry_attempts_total"),
+        "no db-retry metrics at all: the example was built without db-retry's `metrics` \
+         feature. Run the suite as README.md says (`cargo test --workspace`, whose runtime \
+         tests turn it on), or `cargo build --example axum_service --features metrics` first. \
+         Got: {metrics}"
+    );
     let read = r#"function="axum_service::read""#;
     let attempts = sample(&metrics, "db_retry_attempts_total", &[read])
         .unwrap_or_else(|| panic!("no attempts counted for read: {metrics}"));

@@ -381,26 +381,41 @@ fn rewrite(func: ItemFn, config: &Config, plan: &RewritePlan) -> TokenStream {
 
     // With a breaker, a first attempt that succeeds tells it (one load while it is closed), and
     // with `fail_fast = true` an open breaker ends the call before it starts, with the function's
-    // own error made from `CircuitOpen`; an error type without that `From` fails on the key.
-    let (admit, first_success) = match &config.breaker {
-        None => (quote!(), quote!()),
+    // own error made from `CircuitOpen`; an error type without that `From` fails on `true`.
+    // The call's admission notes the breaker's state when it started (so a failure from before
+    // a change of state is not held against the state after it) and holds a half-open breaker's
+    // probe until the call returns.
+    let admission = Ident::new("admission", mixed);
+    let open = Ident::new("open", mixed);
+    let (admit, first_success, new_retrier) = match &config.breaker {
+        None => (quote!(), quote!(), new_retrier),
         Some(_) => {
-            let admit = config.fail_fast_at.map(|key_span| {
-                let convert = located_at(
-                    quote! {{
-                        use #private::{CircuitOpenItself as _, CircuitOpenUnconvertible as _};
-                        (&&#private::CircuitOpenAs::<<#ret as #private::ResultParts>::Error>::new())
-                            .convert(open)
-                    }},
-                    key_span,
-                );
-                quote! {
-                    if let ::core::result::Result::Err(open) = #policy_fn().admit() {
-                        return ::core::result::Result::Err(#convert);
+            let admit = match config.fail_fast_at {
+                None => quote!(let #admission = #policy_fn().enter();),
+                Some(key_span) => {
+                    let convert = located_at(
+                        quote! {{
+                            use #private::{CircuitOpenItself as _, CircuitOpenUnconvertible as _};
+                            (&&#private::CircuitOpenAs::<<#ret as #private::ResultParts>::Error>::new())
+                                .convert(#open)
+                        }},
+                        key_span,
+                    );
+                    quote! {
+                        let #admission = match #policy_fn().admit() {
+                            ::core::result::Result::Ok(#admission) => #admission,
+                            ::core::result::Result::Err(#open) => {
+                                return ::core::result::Result::Err(#convert);
+                            }
+                        };
                     }
                 }
-            });
-            (quote!(#admit), quote!(#policy_fn().record_success();))
+            };
+            (
+                admit,
+                quote!(#policy_fn().record_success();),
+                quote!(#new_retrier.admitted(&#admission)),
+            )
         }
     };
     let first_ok = if first_success.is_empty() {

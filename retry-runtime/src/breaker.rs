@@ -13,7 +13,7 @@
 //! them, take. Time is read only while the breaker is not closed.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -123,6 +123,10 @@ impl std::error::Error for CircuitOpen {}
 /// (with `fail_fast`, at most `probes` at a time), `probes` successes close it, and one counted
 /// failure opens it again.
 ///
+/// A failure counts only if its call started after the breaker last changed state: a call
+/// started while the breaker was open that fails once it is half-open says nothing about the
+/// database now.
+///
 /// ```
 /// use std::time::Duration;
 /// use db_retry_runtime::CircuitBreaker;
@@ -143,6 +147,9 @@ pub struct CircuitBreaker {
     /// zero means closed with no run, the one value the happy path checks for. Written only
     /// under `cold`.
     word: AtomicU64,
+    /// Changes of state so far: what a call notes when it starts, so that a failure of a call
+    /// from before the last change is not held against the state after it.
+    generation: AtomicU32,
     cold: Mutex<Cold>,
 }
 
@@ -150,7 +157,7 @@ pub struct CircuitBreaker {
 struct Cold {
     /// When the breaker last opened, or went half-open.
     since: Option<Instant>,
-    /// Probes handed out by [`CircuitBreaker::admit`] in this half-open spell.
+    /// Probes [`CircuitBreaker::admit`] handed out in this half-open spell and not yet returned.
     probes_out: u32,
     /// Successes seen in this half-open spell.
     successes: u32,
@@ -159,6 +166,10 @@ struct Cold {
 const STATE_SHIFT: u32 = 32;
 const RUN_MASK: u64 = (1 << STATE_SHIFT) - 1;
 
+/// At most two changes happen under one lock (open → half-open, then half-open → closed or
+/// open); they are announced once the lock is released.
+type Changes = [Option<(BreakerState, BreakerState)>; 2];
+
 /// What a failed attempt did to the breaker, for the retry driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tripped {
@@ -166,6 +177,39 @@ pub(crate) enum Tripped {
     No,
     /// Open or half-open: no retry.
     Refusing(BreakerState),
+}
+
+/// A call's standing with its breaker, taken before its first attempt
+/// ([`CircuitBreaker::enter`], [`CircuitBreaker::admit`]) and held until it returns: which
+/// state it started in, and whether it holds one of a half-open breaker's probes, given back
+/// when this is dropped (also when the call is cancelled).
+#[derive(Debug)]
+#[must_use = "the admission is the call's place: hold it until the call returns"]
+pub struct Admission {
+    breaker: Option<&'static CircuitBreaker>,
+    generation: u32,
+    probe: bool,
+}
+
+impl Admission {
+    /// The admission of a call without a breaker.
+    pub const NONE: Admission = Admission {
+        breaker: None,
+        generation: 0,
+        probe: false,
+    };
+
+    pub(crate) fn generation(&self) -> Option<u32> {
+        self.breaker.map(|_| self.generation)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let (true, Some(breaker)) = (self.probe, self.breaker) {
+            breaker.return_probe(self.generation);
+        }
+    }
 }
 
 impl CircuitBreaker {
@@ -179,6 +223,7 @@ impl CircuitBreaker {
             open_for: Duration::from_secs(5),
             probes: 1,
             word: AtomicU64::new(0),
+            generation: AtomicU32::new(0),
             cold: Mutex::new(Cold {
                 since: None,
                 probes_out: 0,
@@ -223,17 +268,23 @@ impl CircuitBreaker {
         self.name
     }
 
-    /// Counted failures in a row that open the breaker.
+    /// Counted failures in a row that open the breaker ([`consecutive_failures`]).
+    ///
+    /// [`consecutive_failures`]: CircuitBreaker::consecutive_failures
     pub fn threshold(&self) -> u32 {
         self.threshold
     }
 
-    /// How long the breaker stays open before probing.
+    /// How long the breaker stays open before probing ([`open_for`]).
+    ///
+    /// [`open_for`]: CircuitBreaker::open_for
     pub fn open_duration(&self) -> Duration {
         self.open_for
     }
 
-    /// Successful probes that close the breaker.
+    /// Successful probes that close the breaker ([`probes`]).
+    ///
+    /// [`probes`]: CircuitBreaker::probes
     pub fn probe_count(&self) -> u32 {
         self.probes
     }
@@ -241,12 +292,17 @@ impl CircuitBreaker {
     /// Where the breaker stands now; an open breaker whose open duration has passed reads as
     /// half-open. Cheap enough for a `/health` handler.
     pub fn state(&self) -> BreakerState {
-        let state = BreakerState::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT);
+        let state = self.state_word();
         if state == BreakerState::Closed {
             return state;
         }
-        let mut cold = self.lock();
-        self.state_at(&mut cold, Instant::now())
+        let mut changes = Changes::default();
+        let state = {
+            let mut cold = self.lock();
+            self.state_at(&mut cold, Instant::now(), &mut changes)
+        };
+        self.announce(changes);
+        state
     }
 
     /// Whether a class counts toward opening the breaker.
@@ -254,48 +310,79 @@ impl CircuitBreaker {
         matches!(class, ErrorClass::Connect | ErrorClass::Unavailable)
     }
 
-    /// May a call start? `Ok` while closed, and in a half-open spell for up to `probes` calls;
-    /// [`CircuitOpen`] otherwise. What `fail_fast = true` asks before the first attempt; a
-    /// hand-written caller may ask the same.
+    fn state_word(&self) -> BreakerState {
+        BreakerState::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT)
+    }
+
+    /// A call starting that runs whatever the breaker says (without `fail_fast`): notes the
+    /// breaker's generation, so its failures count only against the state it started in.
     #[inline]
-    pub fn admit(&self) -> Result<(), CircuitOpen> {
-        if self.word.load(Ordering::Acquire) >> STATE_SHIFT == BreakerState::Closed.bits() {
-            return Ok(());
+    pub fn enter(&'static self) -> Admission {
+        if self.state_word() != BreakerState::Closed {
+            // An open breaker whose time is up is half-open now: start in that spell.
+            self.state();
+        }
+        Admission {
+            breaker: Some(self),
+            generation: self.generation.load(Ordering::Acquire),
+            probe: false,
+        }
+    }
+
+    /// May a call start? Closed, yes; half-open, while fewer than `probes` calls are probing
+    /// (the [`Admission`] holds the place until it is dropped); open, no: [`CircuitOpen`]. What
+    /// `fail_fast = true` asks before the first attempt; a hand-written caller may ask the same.
+    /// A call inside another retried call's attempt on the same breaker goes with that call and
+    /// takes no place of its own.
+    #[inline]
+    pub fn admit(&'static self) -> Result<Admission, CircuitOpen> {
+        if self.state_word() == BreakerState::Closed {
+            return Ok(self.enter());
         }
         self.admit_slow()
     }
 
     #[cold]
     #[inline(never)]
-    fn admit_slow(&self) -> Result<(), CircuitOpen> {
-        let now = Instant::now();
-        let mut cold = self.lock();
-        match self.state_at(&mut cold, now) {
-            BreakerState::Closed => Ok(()),
-            BreakerState::HalfOpen if cold.probes_out < self.probes => {
-                cold.probes_out += 1;
-                Ok(())
-            }
-            BreakerState::HalfOpen => {
-                // A probe that was cancelled never reports: once a whole open duration has
-                // passed without an answer, hand the probes out again rather than wait forever.
-                let since = cold.since.unwrap_or(now);
-                if now.saturating_duration_since(since) >= self.open_for {
-                    cold.since = Some(now);
-                    cold.probes_out = 1;
-                    Ok(())
-                } else {
-                    Err(self.refusal(BreakerState::HalfOpen))
+    fn admit_slow(&'static self) -> Result<Admission, CircuitOpen> {
+        if crate::layers::enclosing_call_reports_to(self) {
+            return Ok(self.enter());
+        }
+        let mut changes = Changes::default();
+        let admitted = {
+            let mut cold = self.lock();
+            let state = self.state_at(&mut cold, Instant::now(), &mut changes);
+            // Read under the lock, so the probe belongs to the spell it took its place in.
+            let generation = self.generation.load(Ordering::Acquire);
+            match state {
+                BreakerState::Closed => Ok((generation, false)),
+                BreakerState::HalfOpen if cold.probes_out < self.probes => {
+                    cold.probes_out += 1;
+                    Ok((generation, true))
                 }
+                state => Err(state),
             }
-            BreakerState::Open => Err(self.refusal(BreakerState::Open)),
+        };
+        self.announce(changes);
+        match admitted {
+            Ok((generation, probe)) => Ok(Admission {
+                breaker: Some(self),
+                generation,
+                probe,
+            }),
+            Err(state) => Err(CircuitOpen {
+                breaker: self.name,
+                state,
+            }),
         }
     }
 
-    fn refusal(&self, state: BreakerState) -> CircuitOpen {
-        CircuitOpen {
-            breaker: self.name,
-            state,
+    /// A probe's call returned (or was dropped): its place is free again, if the spell it was
+    /// taken in is still on.
+    fn return_probe(&self, generation: u32) {
+        let mut cold = self.lock();
+        if self.generation.load(Ordering::Acquire) == generation {
+            cold.probes_out = cold.probes_out.saturating_sub(1);
         }
     }
 
@@ -310,92 +397,123 @@ impl CircuitBreaker {
     #[cold]
     #[inline(never)]
     fn success_slow(&self) {
-        let now = Instant::now();
-        let mut cold = self.lock();
-        match self.state_at(&mut cold, now) {
-            BreakerState::Closed => self.store(BreakerState::Closed, 0),
-            // A call that started before the breaker opened proves nothing about now.
-            BreakerState::Open => {}
-            BreakerState::HalfOpen => {
-                cold.successes += 1;
-                if cold.successes >= self.probes {
-                    self.change(&mut cold, BreakerState::Closed, now);
+        let mut changes = Changes::default();
+        {
+            let now = Instant::now();
+            let mut cold = self.lock();
+            match self.state_at(&mut cold, now, &mut changes) {
+                BreakerState::Closed => self.store(BreakerState::Closed, 0),
+                // A call that started before the breaker opened proves nothing about now.
+                BreakerState::Open => {}
+                BreakerState::HalfOpen => {
+                    cold.successes += 1;
+                    if cold.successes >= self.probes {
+                        changes[1] = self.change(&mut cold, BreakerState::Closed, now);
+                    }
                 }
             }
         }
+        self.announce(changes);
     }
 
-    /// Note a failed attempt of `class`, and say whether it may be retried as far as the breaker
-    /// is concerned. Classes that do not count change nothing.
+    /// Note a failed attempt of `class` by a call that started now, and say where the breaker
+    /// stands after it. Classes that do not count change nothing.
     pub fn record_failure(&self, class: ErrorClass) -> BreakerState {
-        match self.failed(class) {
+        let generation = self.generation.load(Ordering::Acquire);
+        match self.failed(class, Some(generation)) {
             Tripped::No => BreakerState::Closed,
             Tripped::Refusing(state) => state,
         }
     }
 
-    pub(crate) fn failed(&self, class: ErrorClass) -> Tripped {
-        let now = Instant::now();
-        let mut cold = self.lock();
-        let state = self.state_at(&mut cold, now);
+    /// A failed attempt of a call that started in `generation` (`None`: unknown, counted).
+    pub(crate) fn failed(&self, class: ErrorClass, generation: Option<u32>) -> Tripped {
+        // The common failures (a unique violation, a deadlock) leave a closed breaker alone
+        // without its lock or the clock.
         if !Self::counts(class) {
-            return match state {
+            return match self.state_word() {
                 BreakerState::Closed => Tripped::No,
-                // A probe that ended without a verdict on the server gives its place back.
-                BreakerState::HalfOpen => {
-                    cold.probes_out = cold.probes_out.saturating_sub(1);
-                    Tripped::Refusing(state)
-                }
-                BreakerState::Open => Tripped::Refusing(state),
+                _ => match self.state() {
+                    BreakerState::Closed => Tripped::No,
+                    state => Tripped::Refusing(state),
+                },
             };
         }
-        match state {
-            BreakerState::Closed => {
-                let run = (self.word.load(Ordering::Acquire) & RUN_MASK) as u32 + 1;
-                if run >= self.threshold {
-                    self.change(&mut cold, BreakerState::Open, now);
-                    Tripped::Refusing(BreakerState::Open)
-                } else {
-                    self.store(BreakerState::Closed, run);
-                    Tripped::No
+        let mut changes = Changes::default();
+        let tripped = {
+            let now = Instant::now();
+            let mut cold = self.lock();
+            let state = self.state_at(&mut cold, now, &mut changes);
+            let current = self.generation.load(Ordering::Acquire);
+            let stale = generation.is_some_and(|generation| generation != current);
+            match state {
+                _ if stale => match state {
+                    BreakerState::Closed => Tripped::No,
+                    state => Tripped::Refusing(state),
+                },
+                BreakerState::Closed => {
+                    let run = (self.word.load(Ordering::Acquire) & RUN_MASK) as u32 + 1;
+                    if run >= self.threshold {
+                        changes[1] = self.change(&mut cold, BreakerState::Open, now);
+                        Tripped::Refusing(BreakerState::Open)
+                    } else {
+                        self.store(BreakerState::Closed, run);
+                        Tripped::No
+                    }
                 }
+                BreakerState::HalfOpen => {
+                    changes[1] = self.change(&mut cold, BreakerState::Open, now);
+                    Tripped::Refusing(BreakerState::Open)
+                }
+                // Failures of calls made while open do not extend it: the open duration counts
+                // from the trip, so probing starts on time.
+                BreakerState::Open => Tripped::Refusing(BreakerState::Open),
             }
-            BreakerState::HalfOpen => {
-                self.change(&mut cold, BreakerState::Open, now);
-                Tripped::Refusing(BreakerState::Open)
-            }
-            // Failures of calls made while open do not extend it: the open duration counts from
-            // the trip, so probing starts on time.
-            BreakerState::Open => Tripped::Refusing(BreakerState::Open),
-        }
+        };
+        self.announce(changes);
+        tripped
     }
 
     /// Whether a retry may go ahead: only while closed.
     pub(crate) fn allows_retries(&self) -> bool {
-        self.word.load(Ordering::Acquire) >> STATE_SHIFT == BreakerState::Closed.bits()
+        self.state_word() == BreakerState::Closed
     }
 
-    /// The state, moving an open breaker whose time is up to half-open.
-    fn state_at(&self, cold: &mut Cold, now: Instant) -> BreakerState {
-        let state = BreakerState::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT);
+    /// The state, moving an open breaker whose time is up to half-open (noted in `changes`).
+    fn state_at(&self, cold: &mut Cold, now: Instant, changes: &mut Changes) -> BreakerState {
+        let state = self.state_word();
         if state == BreakerState::Open {
             let since = cold.since.unwrap_or(now);
             if now.saturating_duration_since(since) >= self.open_for {
-                self.change(cold, BreakerState::HalfOpen, now);
+                changes[0] = self.change(cold, BreakerState::HalfOpen, now);
                 return BreakerState::HalfOpen;
             }
         }
         state
     }
 
-    fn change(&self, cold: &mut Cold, to: BreakerState, now: Instant) {
-        let from = BreakerState::from_bits(self.word.load(Ordering::Acquire) >> STATE_SHIFT);
+    fn change(
+        &self,
+        cold: &mut Cold,
+        to: BreakerState,
+        now: Instant,
+    ) -> Option<(BreakerState, BreakerState)> {
+        let from = self.state_word();
         cold.since = Some(now);
         cold.probes_out = 0;
         cold.successes = 0;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.store(to, 0);
-        events::breaker_changed(self.name, from, to, self.threshold, self.open_for);
-        crate::metrics::breaker_changed(self.name, from, to);
+        Some((from, to))
+    }
+
+    /// Say what changed, with the lock released: a subscriber or recorder may take its time, or
+    /// call a function that uses this very breaker.
+    fn announce(&self, changes: Changes) {
+        for (from, to) in changes.into_iter().flatten() {
+            events::breaker_changed(self.name, from, to, self.threshold, self.open_for);
+            crate::metrics::breaker_changed(self.name, from, to);
+        }
     }
 
     fn store(&self, state: BreakerState, run: u32) {

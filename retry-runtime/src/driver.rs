@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backoff::Schedule;
-use crate::breaker::Tripped;
+use crate::breaker::{BreakerState, Tripped};
 use crate::budget::Withdrawal;
 use crate::classify::{Classify, ErrorClass};
 use crate::events;
@@ -102,6 +102,8 @@ pub struct Retrier<'p> {
     schedule: Schedule,
     /// The last delay was cut short to fit the deadline: the attempt after it is the last.
     cut_to_deadline: bool,
+    /// The breaker's generation when the call started, if it has a breaker and said so.
+    breaker_generation: Option<u32>,
 }
 
 impl<'p> Retrier<'p> {
@@ -115,6 +117,7 @@ impl<'p> Retrier<'p> {
             started: policy.deadline.map(|_| Instant::now()),
             schedule: Schedule::new(),
             cut_to_deadline: false,
+            breaker_generation: None,
         }
     }
 
@@ -129,7 +132,16 @@ impl<'p> Retrier<'p> {
             started: Some(started),
             schedule: Schedule::new(),
             cut_to_deadline: false,
+            breaker_generation: None,
         }
+    }
+
+    /// The call started with `admission` ([`RetryPolicy::enter`], [`RetryPolicy::admit`]): its
+    /// failures count against its breaker only while the breaker is in the state the call
+    /// started in. Without it, every failure counts.
+    pub fn admitted(mut self, admission: &crate::Admission) -> Self {
+        self.breaker_generation = admission.generation();
+        self
     }
 
     /// Retries made so far.
@@ -273,17 +285,19 @@ impl<'p> Retrier<'p> {
                         || matches!(phase, Phase::Acquire | Phase::Transaction)),
             ),
         };
-        // Every failed attempt reports to the breaker, whatever this call does next: the breaker
-        // judges the database, not the call.
-        let breaker = self.policy.breaker().map(|breaker| {
-            let tripped = match class {
-                Some(class) => breaker.failed(class),
-                None if breaker.allows_retries() => Tripped::No,
-                None => Tripped::Refusing(breaker.state()),
-            };
-            (breaker, tripped)
-        });
+        // Every failed attempt reports to the breaker, which judges the database, not the
+        // call: once, whoever judges it. An error handed up is reported by the call that takes
+        // it; one this call returns to an enclosing call on the same breaker, by that call.
+        let breaker = self.policy.breaker();
+        let nested = breaker.is_some_and(layers::enclosing_call_reports_to);
+        let report = |returned: bool| match (breaker, class) {
+            (Some(breaker), Some(class)) if !(returned && nested) => {
+                breaker.failed(class, self.breaker_generation)
+            }
+            _ => Tripped::No,
+        };
         if !wanted {
+            report(true);
             return None;
         }
         // One retrying layer: inside another retried call's attempt whose policy retries this
@@ -293,6 +307,7 @@ impl<'p> Retrier<'p> {
             return None;
         }
         if self.retries >= self.policy.max_retries {
+            report(true);
             if self.policy.max_retries > 0 {
                 let bound =
                     failure.gave_up(self.retries + 1, class, "no retries left", Some("max"));
@@ -304,6 +319,7 @@ impl<'p> Retrier<'p> {
         if let (Some(deadline), Some(started)) = (self.policy.deadline, self.started) {
             let left = deadline.saturating_sub(started.elapsed());
             if left.is_zero() || self.cut_to_deadline {
+                report(true);
                 failure.gave_up(
                     self.retries + 1,
                     class,
@@ -320,10 +336,20 @@ impl<'p> Retrier<'p> {
                 self.cut_to_deadline = true;
             }
         }
-        if let Some((breaker, Tripped::Refusing(state))) = breaker {
-            failure.breaker_refused(self.retries + 1, class, breaker.name(), state);
-            metrics::gave_up(self.function, class, "breaker");
-            return None;
+        if let Some(breaker) = breaker {
+            let tripped = match report(false) {
+                Tripped::No if breaker.allows_retries() => Tripped::No,
+                Tripped::No => match breaker.state() {
+                    BreakerState::Closed => Tripped::No,
+                    state => Tripped::Refusing(state),
+                },
+                refusing => refusing,
+            };
+            if let Tripped::Refusing(state) = tripped {
+                failure.breaker_refused(self.retries + 1, class, breaker.name(), state);
+                metrics::gave_up(self.function, class, "breaker");
+                return None;
+            }
         }
         // Last: the budget counts only retries that would otherwise happen.
         if let Some(budget) = self.policy.budget() {
@@ -445,6 +471,7 @@ where
 {
     let started = policy.deadline.map(|_| Instant::now());
     let function = policy.name().unwrap_or_else(std::any::type_name::<F>);
+    let admission = policy.enter();
     policy.deposit_as(function);
     let error = match layers::as_attempt(operation(), Enclosing::of(policy)).await {
         Ok(value) => {
@@ -456,7 +483,8 @@ where
     let mut retrier = match started {
         Some(started) => Retrier::started_at(policy, function, started),
         None => Retrier::new(policy, function),
-    };
+    }
+    .admitted(&admission);
     let Some(mut delay) = judge(&mut retrier, &error) else {
         return Err(error);
     };

@@ -211,3 +211,15 @@ pub(crate) fn breaker_changed(
         ),
     }
 }
+
+/// A call with `fail_fast` refused by its open breaker, before it ran. DEBUG: every call says
+/// it while the breaker is open.
+pub(crate) fn breaker_rejected(function: &'static str, open: &crate::CircuitOpen) {
+    tracing::debug!(
+        target: "db_retry",
+        function,
+        breaker = open.breaker(),
+        breaker_state = open.state().as_str(),
+        "not calling: the circuit breaker is open"
+    );
+}

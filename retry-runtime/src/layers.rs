@@ -18,12 +18,30 @@ use crate::classify::ErrorClass;
 use crate::policy::{RetryOn, RetryPolicy};
 
 /// What a nested call needs to know of the call around it: which errors it retries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Enclosing {
     retry_on: RetryOn,
     idempotent: bool,
     retries: bool,
+    /// The call's circuit breaker: a nested call on the same breaker leaves reporting to the
+    /// enclosing call, so one failure is counted once.
+    breaker: Option<&'static crate::CircuitBreaker>,
 }
+
+impl PartialEq for Enclosing {
+    fn eq(&self, other: &Self) -> bool {
+        self.retry_on == other.retry_on
+            && self.idempotent == other.idempotent
+            && self.retries == other.retries
+            && match (self.breaker, other.breaker) {
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Enclosing {}
 
 impl Enclosing {
     /// The part of `policy` a nested call looks at.
@@ -33,6 +51,7 @@ impl Enclosing {
             retry_on: policy.retry_on,
             idempotent: policy.idempotent,
             retries: policy.max_retries > 0,
+            breaker: policy.breaker.0,
         }
     }
 
@@ -129,6 +148,16 @@ pub(crate) fn inside_an_attempt() -> bool {
     ENCLOSING
         .try_with(|enclosing| enclosing.get().is_some())
         .unwrap_or(false)
+}
+
+/// Whether the retried call around this one, if any, reports to `breaker` too.
+pub(crate) fn enclosing_call_reports_to(breaker: &crate::CircuitBreaker) -> bool {
+    ENCLOSING
+        .try_with(|enclosing| enclosing.get())
+        .ok()
+        .flatten()
+        .and_then(|enclosing| enclosing.breaker)
+        .is_some_and(|enclosing| std::ptr::eq(enclosing, breaker))
 }
 
 pub(crate) fn enclosing_call_retries(class: Option<ErrorClass>) -> bool {

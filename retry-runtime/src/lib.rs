@@ -42,7 +42,7 @@ mod sqlx08;
 #[cfg(feature = "sqlx09")]
 mod sqlx09;
 
-pub use breaker::{BreakerState, CircuitBreaker, CircuitOpen};
+pub use breaker::{Admission, BreakerState, CircuitBreaker, CircuitOpen};
 pub use budget::{BudgetChoice, RetryBudget};
 pub use classify::{
     classify_database, classify_error, classify_io, classify_mysql, classify_postgres,

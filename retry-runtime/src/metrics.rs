@@ -8,13 +8,17 @@
 //! | `db_retry_give_ups_total` | counter | `function`, `class`, `reason` |
 //! | `db_retry_budget_exhausted_total` | counter | `function` |
 //! | `db_retry_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
+//! | `db_retry_breaker_rejected_total` | counter | `function`, `breaker` |
 //! | `db_retry_breaker_open` | gauge | `breaker` |
 //! | `db_retry_backoff_seconds` | histogram | `function`, `class` |
 //!
 //! Only the first attempt of a call is on the happy path. Its counter is registered once per
-//! function and recorder and kept: the call then costs a look at which recorder is current, one
-//! table lookup without locks and the counter's increment. Everything else happens on failed
-//! attempts, which register their metrics as they go.
+//! function and kept with the address of the recorder it came from: the call then costs a look
+//! at which recorder is current, one table lookup without locks and the counter's increment.
+//! Everything else happens on failed attempts, which register their metrics as they go.
+//!
+//! A recorder is told apart from another by its address, so one created where a dropped one
+//! lived (a test's local recorder, say) is taken for it; install one recorder at start-up.
 
 use std::time::Duration;
 
@@ -37,16 +41,22 @@ mod enabled {
     use metrics::{Counter, Key, Label, Level, Metadata, Recorder};
 
     /// Registered first-attempt counters: a fixed open-addressed table of leaked entries, keyed
-    /// by the function name's address and the recorder's. Entries are never freed (a new one
-    /// replaces an old one only when the recorder changes), so a reader needs no lock and no
-    /// reference count.
+    /// by the function name (its address and length) and the recorder's address. Entries are
+    /// never freed, so a reader needs no lock and no reference count. When another recorder is
+    /// current (one installed late, a test's local recorder) the entry is replaced, at most
+    /// `REPLACEMENTS` times per function; after that the function registers its counter with
+    /// the current recorder on each call, from labels kept in the entry (no allocation).
     const SLOTS: usize = 1024;
+    const SLOT_BITS: u32 = 10;
     const PROBES: usize = 8;
+    const REPLACEMENTS: u8 = 4;
 
     struct Entry {
-        function: usize,
+        function: &'static str,
+        labels: &'static [Label],
         recorder: usize,
         counter: Counter,
+        replaced: u8,
     }
 
     static TABLE: [AtomicPtr<Entry>; SLOTS] =
@@ -56,35 +66,38 @@ mod enabled {
         Metadata::new(module_path!(), Level::INFO, Some(module_path!()))
     }
 
-    fn with_current<T>(f: impl FnOnce(&dyn Recorder, usize) -> T) -> T {
-        metrics::with_recorder(|recorder| {
-            let address = recorder as *const dyn Recorder as *const () as usize;
-            f(recorder, address)
-        })
-    }
+    const NAME: &str = "db_retry_attempts_total";
 
     #[inline]
     pub(super) fn first_attempt(function: &'static str) {
-        with_current(|recorder, recorder_at| {
-            let function_at = function.as_ptr() as usize;
-            let home = (function_at >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) % SLOTS;
+        metrics::with_recorder(|recorder| {
+            let recorder_at = recorder as *const dyn Recorder as *const () as usize;
+            let hash = (function.as_ptr() as u64 ^ function.len() as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let home = (hash >> (64 - SLOT_BITS)) as usize;
             for probe in 0..PROBES {
                 let slot = &TABLE[(home + probe) % SLOTS];
                 let entry = slot.load(Ordering::Acquire);
                 if entry.is_null() {
-                    return register(recorder, recorder_at, function, slot, entry);
+                    return register(recorder, recorder_at, function, slot, None);
                 }
                 // SAFETY: entries are leaked boxes, never freed.
                 let found = unsafe { &*entry };
-                if found.function == function_at {
+                if std::ptr::eq(found.function, function) {
                     if found.recorder == recorder_at {
                         return found.counter.increment(1);
                     }
-                    return register(recorder, recorder_at, function, slot, entry);
+                    if found.replaced >= REPLACEMENTS {
+                        let key = Key::from_static_labels(NAME, found.labels);
+                        return recorder.register_counter(&key, &metadata()).increment(1);
+                    }
+                    return register(recorder, recorder_at, function, slot, Some(found));
                 }
             }
-            // The table is full around this name: count without keeping the handle.
-            attempts(recorder, function).increment(1);
+            // More functions than the table holds around this one: count without keeping the
+            // handle (this builds the key each time).
+            let key = Key::from_parts(NAME, vec![Label::from_static_parts("function", function)]);
+            recorder.register_counter(&key, &metadata()).increment(1);
         })
     }
 
@@ -95,16 +108,26 @@ mod enabled {
         recorder_at: usize,
         function: &'static str,
         slot: &AtomicPtr<Entry>,
-        seen: *mut Entry,
+        seen: Option<&'static Entry>,
     ) {
         describe(recorder);
-        let counter = attempts(recorder, function);
+        let labels: &'static [Label] = match seen {
+            Some(seen) => seen.labels,
+            None => Box::leak(Box::new([Label::from_static_parts("function", function)])),
+        };
+        let counter =
+            recorder.register_counter(&Key::from_static_labels(NAME, labels), &metadata());
         counter.increment(1);
         let entry = Box::into_raw(Box::new(Entry {
-            function: function.as_ptr() as usize,
+            function,
+            labels,
             recorder: recorder_at,
             counter,
+            replaced: seen.map_or(0, |seen| seen.replaced + 1),
         }));
+        let seen = seen.map_or(std::ptr::null_mut(), |seen| {
+            seen as *const Entry as *mut Entry
+        });
         // Another thread may have got there first: then its entry stays, and this one is
         // dropped (it was never shared).
         if slot
@@ -114,14 +137,6 @@ mod enabled {
             // SAFETY: `entry` was never published.
             drop(unsafe { Box::from_raw(entry) });
         }
-    }
-
-    fn attempts(recorder: &dyn Recorder, function: &'static str) -> Counter {
-        let key = Key::from_parts(
-            "db_retry_attempts_total",
-            vec![Label::from_static_parts("function", function)],
-        );
-        recorder.register_counter(&key, &metadata())
     }
 
     /// Tells the recorder what each metric means, once per recorder seen by a first attempt.
@@ -148,6 +163,10 @@ mod enabled {
         counter(
             "db_retry_breaker_transitions_total",
             "Circuit breaker state changes",
+        );
+        counter(
+            "db_retry_breaker_rejected_total",
+            "Calls with fail_fast not made because their circuit breaker was open",
         );
         recorder.describe_gauge(
             "db_retry_breaker_open".into(),
@@ -180,6 +199,15 @@ mod enabled {
             metrics::counter!("db_retry_budget_exhausted_total", "function" => function)
                 .increment(1);
         }
+    }
+
+    pub(super) fn breaker_rejected(function: &'static str, breaker: &'static str) {
+        metrics::counter!(
+            "db_retry_breaker_rejected_total",
+            "function" => function,
+            "breaker" => breaker
+        )
+        .increment(1);
     }
 
     pub(super) fn breaker_changed(breaker: &'static str, from: &'static str, to: &'static str) {
@@ -222,6 +250,14 @@ pub(crate) fn gave_up(function: &'static str, class: Option<ErrorClass>, reason:
     enabled::gave_up(function, class_label(class), reason);
     #[cfg(not(feature = "metrics"))]
     let _ = (function, class_label(class), reason);
+}
+
+/// A `fail_fast` call refused by its open breaker.
+pub(crate) fn breaker_rejected(function: &'static str, breaker: &'static str) {
+    #[cfg(feature = "metrics")]
+    enabled::breaker_rejected(function, breaker);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (function, breaker);
 }
 
 /// A circuit breaker's change of state.

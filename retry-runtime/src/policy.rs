@@ -199,11 +199,40 @@ impl RetryPolicy {
     /// May a call start? `Ok` without a breaker or while it lets calls through, else
     /// [`CircuitOpen`](crate::CircuitOpen): what `fail_fast = true` asks before the first
     /// attempt. With [`retry`](crate::retry), ask it first to fail fast the same way.
+    ///
+    /// Hold the [`Admission`](crate::Admission) until the call returns (with a half-open
+    /// breaker it may hold one of its probes), and hand it to the call's
+    /// [`Retrier`](crate::Retrier) with [`admitted`](crate::Retrier::admitted).
     #[inline(always)]
-    pub fn admit(&self) -> Result<(), crate::CircuitOpen> {
+    pub fn admit(&self) -> Result<crate::Admission, crate::CircuitOpen> {
         match self.breaker() {
-            Some(breaker) => breaker.admit(),
-            None => Ok(()),
+            Some(breaker) => match breaker.admit() {
+                Ok(admission) => Ok(admission),
+                Err(open) => {
+                    self.refused(&open);
+                    Err(open)
+                }
+            },
+            None => Ok(crate::Admission::NONE),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, open: &crate::CircuitOpen) {
+        let function = self.name.unwrap_or(crate::metrics::UNNAMED);
+        crate::events::breaker_rejected(function, open);
+        crate::metrics::breaker_rejected(function, open.breaker());
+    }
+
+    /// A call starting under this policy that runs whatever its breaker says: the
+    /// [`Admission`](crate::Admission) notes the breaker's state, so the call's failures count
+    /// only against the state it started in. Without a breaker, nothing.
+    #[inline(always)]
+    pub fn enter(&self) -> crate::Admission {
+        match self.breaker() {
+            Some(breaker) => breaker.enter(),
+            None => crate::Admission::NONE,
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use db_retry_runtime::{
-    retry_with, Backoff, BreakerState, CircuitBreaker, ErrorClass, Jitter, RetryPolicy,
+    retry_with, Backoff, BreakerState, CircuitBreaker, ErrorClass, Jitter, Retrier, RetryPolicy,
 };
 
 const OPEN_FOR: Duration = Duration::from_secs(10);
@@ -181,11 +181,16 @@ async fn admit_refuses_while_open_and_lets_probes_through_when_half_open() {
         .consecutive_failures(2)
         .open_for(OPEN_FOR)
         .probes(2);
-    assert_eq!(BREAKER.admit(), Ok(()));
+    drop(BREAKER.admit().expect("closed"));
     BREAKER.record_failure(ErrorClass::Unavailable);
-    assert_eq!(BREAKER.admit(), Ok(()));
+    drop(BREAKER.admit().expect("one failure does not open it"));
     BREAKER.record_failure(ErrorClass::Unavailable);
     let refused = BREAKER.admit().unwrap_err();
+    // Within the call, trying again cannot help: an enclosing retried call does not retry it.
+    assert_eq!(
+        db_retry_runtime::Classify::classify(&refused),
+        ErrorClass::Permanent
+    );
     assert_eq!(refused.breaker(), "admit");
     assert_eq!(refused.state(), BreakerState::Open);
     assert_eq!(
@@ -194,32 +199,94 @@ async fn admit_refuses_while_open_and_lets_probes_through_when_half_open() {
          was not made"
     );
     tokio::time::advance(OPEN_FOR).await;
-    // Two probes at a time, then refused until one answers.
-    assert_eq!(BREAKER.admit(), Ok(()));
-    assert_eq!(BREAKER.admit(), Ok(()));
+    // Two probes at a time, then refused until one returns.
+    let first = BREAKER.admit().expect("a probe");
+    let second = BREAKER.admit().expect("a second probe");
     assert_eq!(BREAKER.admit().unwrap_err().state(), BreakerState::HalfOpen);
-    // A probe that ends with an error that says nothing of the server gives its place back.
-    BREAKER.record_failure(ErrorClass::Permanent);
-    assert_eq!(BREAKER.admit(), Ok(()));
+    // A probe whose call returns, whatever its outcome, gives its place back.
+    drop(first);
+    let third = BREAKER.admit().expect("the first probe's place");
     BREAKER.record_success();
     BREAKER.record_success();
     assert_eq!(BREAKER.state(), BreakerState::Closed);
-    assert_eq!(BREAKER.admit(), Ok(()));
+    drop((second, third));
+    assert!(BREAKER.admit().is_ok());
 }
 
 #[tokio::test(start_paused = true)]
-async fn probes_that_never_answer_are_handed_out_again_after_an_open_duration() {
+async fn a_cancelled_probe_gives_its_place_back() {
     static BREAKER: CircuitBreaker = CircuitBreaker::new("cancelled")
         .consecutive_failures(1)
         .open_for(OPEN_FOR);
     BREAKER.record_failure(ErrorClass::Connect);
     tokio::time::advance(OPEN_FOR).await;
-    // The probe is taken, and its call is then dropped without a word.
-    assert_eq!(BREAKER.admit(), Ok(()));
-    tokio::time::advance(OPEN_FOR - Duration::from_millis(1)).await;
-    assert!(BREAKER.admit().is_err());
-    tokio::time::advance(Duration::from_millis(1)).await;
-    assert_eq!(BREAKER.admit(), Ok(()));
+    let policy = policy(&BREAKER, 3);
+    // The probe's call never finishes, and is dropped.
+    let stuck = async {
+        let _admission = policy.admit().expect("the probe");
+        std::future::pending::<()>().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(10), stuck).await;
+    assert!(policy.admit().is_ok(), "the dropped call's place is free");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_from_before_the_half_open_spell_does_not_reopen_it() {
+    static BREAKER: CircuitBreaker = CircuitBreaker::new("stale")
+        .consecutive_failures(1)
+        .open_for(OPEN_FOR);
+    let policy = policy(&BREAKER, 3);
+    BREAKER.record_failure(ErrorClass::Connect);
+    // A call starts while the breaker is open, and is slow to fail.
+    let admission = policy.enter();
+    tokio::time::advance(OPEN_FOR).await;
+    assert_eq!(BREAKER.state(), BreakerState::HalfOpen);
+    let mut retrier = Retrier::new(&policy, "stale").admitted(&admission);
+    assert_eq!(
+        retrier.retry_after(&"connect refused", ErrorClass::Connect),
+        None,
+        "half-open: no retry"
+    );
+    assert_eq!(BREAKER.state(), BreakerState::HalfOpen, "a stale failure");
+    // A call that starts now is a probe: its failure counts.
+    let admission = policy.enter();
+    let mut retrier = Retrier::new(&policy, "fresh").admitted(&admission);
+    assert_eq!(
+        retrier.retry_after(&"connect refused", ErrorClass::Connect),
+        None
+    );
+    assert_eq!(BREAKER.state(), BreakerState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_call_on_the_same_breaker_counts_its_failure_once() {
+    static BREAKER: CircuitBreaker = CircuitBreaker::new("nested")
+        .consecutive_failures(2)
+        .open_for(OPEN_FOR);
+    let outer = policy(&BREAKER, 0);
+    let inner = policy(&BREAKER, 3);
+    // The outer call does not retry (max 0), so the inner one retries on its own: its three
+    // failures and the outer call's judgement of the last one are one failure each, not two.
+    let inner_attempts = AtomicU32::new(0);
+    let _ = retry_with(
+        &outer,
+        |class: &ErrorClass| *class,
+        || async {
+            retry_with(
+                &inner,
+                |class: &ErrorClass| *class,
+                || async {
+                    inner_attempts.fetch_add(1, Ordering::SeqCst);
+                    Err::<(), _>(ErrorClass::Connect)
+                },
+            )
+            .await
+        },
+    )
+    .await;
+    // Counted once each, the second failure opened the breaker and refused the third attempt.
+    assert_eq!(inner_attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(BREAKER.state(), BreakerState::Open);
 }
 
 #[tokio::test(start_paused = true)]

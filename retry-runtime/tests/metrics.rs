@@ -241,6 +241,17 @@ async fn breaker_transitions_and_whether_it_is_open() {
         ),
         1
     );
+    // A fail-fast call refused without running is counted as such.
+    assert!(policy.admit().is_err());
+    let values = read(snapshotter);
+    assert_eq!(
+        counter(
+            &values,
+            "db_retry_breaker_rejected_total{function=breaker::call,breaker=metrics}"
+        ),
+        1,
+        "{values:?}"
+    );
 
     tokio::time::advance(Duration::from_secs(1)).await;
     call(&policy, 0, io::ErrorKind::ConnectionRefused)
