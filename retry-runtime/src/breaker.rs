@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::budget::{shard_of_this_thread, Shard, SAMPLE_EVERY, SHARDS};
 use crate::classify::ErrorClass;
 use crate::events;
 
@@ -116,7 +117,8 @@ impl std::error::Error for CircuitOpen {}
 /// (the builder's [`breaker`](crate::RetryPolicyBuilder::breaker)).
 ///
 /// Closed, it counts connect and unavailable failures in a row (a success ends the run). After
-/// `consecutive_failures` of them it opens: retries are refused and the error goes to the caller
+/// `consecutive_failures` of them, or past its [`failure_ratio`](CircuitBreaker::failure_ratio)
+/// if it has one, it opens: retries are refused and the error goes to the caller
 /// at once, so a database that is down is not hit by every caller's retries. By default the first
 /// attempt of each call still runs; with `fail_fast = true` in the attribute, calls return
 /// [`CircuitOpen`] without running. After `open_for` it is half-open: calls go through as probes
@@ -150,8 +152,39 @@ pub struct CircuitBreaker {
     /// Changes of state so far: what a call notes when it starts, so that a failure of a call
     /// from before the last change is not held against the state after it.
     generation: AtomicU32,
+    /// The failure-ratio threshold, if one was asked for.
+    ratio: Option<Ratio>,
+    /// Attempts started, per shard, counted only with a ratio threshold: a load and a store on
+    /// the thread's own counter, as the retry budget counts first attempts.
+    attempts: [Shard; SHARDS],
     cold: Mutex<Cold>,
 }
+
+/// Open when at least `percent` % of at least `minimum` attempts in the last `window` failed.
+#[derive(Clone, Copy, Debug)]
+struct Ratio {
+    percent: u64,
+    minimum: u64,
+    window: Duration,
+}
+
+/// The ratio's window as slots, each `window / SLOTS` long.
+const SLOTS: usize = 10;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// Which slot since the epoch; `u64::MAX` for never used.
+    tick: u64,
+    /// Attempts counted when the slot was first touched: a lower bound of the attempts since.
+    attempts_at_start: u64,
+    failures: u64,
+}
+
+const UNUSED: Slot = Slot {
+    tick: u64::MAX,
+    attempts_at_start: 0,
+    failures: 0,
+};
 
 /// What only state changes need.
 struct Cold {
@@ -161,6 +194,46 @@ struct Cold {
     probes_out: u32,
     /// Successes seen in this half-open spell.
     successes: u32,
+    /// The ratio's window: counted failures and the attempts count, by slot.
+    epoch: Option<Instant>,
+    slots: [Slot; SLOTS],
+}
+
+impl Cold {
+    /// The slot `now` falls in, started from `attempts` if it is new; its tick.
+    fn touch(&mut self, ratio: &Ratio, now: Instant, attempts: u64) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let slot_length = (ratio.window / SLOTS as u32).as_nanos().max(1);
+        let tick = (now.saturating_duration_since(epoch).as_nanos() / slot_length) as u64;
+        let slot = &mut self.slots[(tick % SLOTS as u64) as usize];
+        if slot.tick != tick {
+            *slot = Slot {
+                tick,
+                attempts_at_start: attempts,
+                failures: 0,
+            };
+        }
+        tick
+    }
+
+    /// Failures and attempts over the window ending in slot `tick`.
+    fn window(&self, tick: u64, attempts: u64) -> (u64, u64) {
+        let in_window = |slot: &&Slot| slot.tick != u64::MAX && slot.tick + (SLOTS as u64) > tick;
+        let since = self
+            .slots
+            .iter()
+            .filter(in_window)
+            .map(|slot| slot.attempts_at_start)
+            .min()
+            .unwrap_or(attempts);
+        let failures = self
+            .slots
+            .iter()
+            .filter(in_window)
+            .map(|s| s.failures)
+            .sum();
+        (failures, attempts.saturating_sub(since))
+    }
 }
 
 const STATE_SHIFT: u32 = 32;
@@ -224,12 +297,83 @@ impl CircuitBreaker {
             probes: 1,
             word: AtomicU64::new(0),
             generation: AtomicU32::new(0),
+            ratio: None,
+            attempts: [const { Shard(AtomicU64::new(0)) }; SHARDS],
             cold: Mutex::new(Cold {
                 since: None,
                 probes_out: 0,
                 successes: 0,
+                epoch: None,
+                slots: [UNUSED; SLOTS],
             }),
         }
+    }
+
+    /// Also open when at least `percent` % of the attempts in the last `window` failed with a
+    /// class that counts, once there were at least `minimum_attempts` of them (`percent` above
+    /// 100 is taken as 100, 0 as 1; a `window` under 10 ms as 10 ms). Counting attempts costs
+    /// each call a load and a store on a counter of its thread's.
+    pub const fn failure_ratio(
+        mut self,
+        percent: u32,
+        minimum_attempts: u32,
+        window: Duration,
+    ) -> Self {
+        let percent = if percent == 0 {
+            1
+        } else if percent > 100 {
+            100
+        } else {
+            percent
+        };
+        let minimum = Duration::from_millis(10);
+        self.ratio = Some(Ratio {
+            percent: percent as u64,
+            minimum: minimum_attempts as u64,
+            window: if window.as_nanos() < minimum.as_nanos() {
+                minimum
+            } else {
+                window
+            },
+        });
+        self
+    }
+
+    /// The failure-ratio threshold: percent, minimum attempts, window.
+    pub fn failure_ratio_threshold(&self) -> Option<(u32, u32, Duration)> {
+        self.ratio
+            .map(|ratio| (ratio.percent as u32, ratio.minimum as u32, ratio.window))
+    }
+
+    /// Count an attempt for the ratio threshold (nothing without one).
+    #[inline(always)]
+    pub(crate) fn count_attempt(&self) {
+        if let Some(ratio) = &self.ratio {
+            let shard = &self.attempts[shard_of_this_thread()].0;
+            let count = shard.load(Ordering::Relaxed).wrapping_add(1);
+            shard.store(count, Ordering::Relaxed);
+            if count.is_multiple_of(SAMPLE_EVERY) {
+                self.sample(ratio);
+            }
+        }
+    }
+
+    /// Note the attempts count in the current slot, so a failure after a quiet spell finds the
+    /// attempts that came before it. Never waits for the lock.
+    #[cold]
+    #[inline(never)]
+    fn sample(&self, ratio: &Ratio) {
+        let attempts = self.attempts();
+        if let Ok(mut cold) = self.cold.try_lock() {
+            cold.touch(ratio, Instant::now(), attempts);
+        }
+    }
+
+    fn attempts(&self) -> u64 {
+        self.attempts
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     /// Open after `failures` connect or unavailable failures in a row (0 is taken as 1).
@@ -318,6 +462,7 @@ impl CircuitBreaker {
     /// breaker's generation, so its failures count only against the state it started in.
     #[inline]
     pub fn enter(&'static self) -> Admission {
+        self.count_attempt();
         if self.state_word() != BreakerState::Closed {
             // An open breaker whose time is up is half-open now: start in that spell.
             self.state();
@@ -364,6 +509,9 @@ impl CircuitBreaker {
             }
         };
         self.announce(changes);
+        if admitted.is_ok() {
+            self.count_attempt();
+        }
         match admitted {
             Ok((generation, probe)) => Ok(Admission {
                 breaker: Some(self),
@@ -453,7 +601,7 @@ impl CircuitBreaker {
                 },
                 BreakerState::Closed => {
                     let run = (self.word.load(Ordering::Acquire) & RUN_MASK) as u32 + 1;
-                    if run >= self.threshold {
+                    if run >= self.threshold || self.ratio_reached(&mut cold, now) {
                         changes[1] = self.change(&mut cold, BreakerState::Open, now);
                         Tripped::Refusing(BreakerState::Open)
                     } else {
@@ -472,6 +620,19 @@ impl CircuitBreaker {
         };
         self.announce(changes);
         tripped
+    }
+
+    /// With a ratio threshold, note a counted failure and say whether the window's failures
+    /// reach the ratio.
+    fn ratio_reached(&self, cold: &mut Cold, now: Instant) -> bool {
+        let Some(ratio) = &self.ratio else {
+            return false;
+        };
+        let attempts = self.attempts();
+        let tick = cold.touch(ratio, now, attempts);
+        cold.slots[(tick % SLOTS as u64) as usize].failures += 1;
+        let (failures, attempts) = cold.window(tick, attempts);
+        attempts >= ratio.minimum.max(1) && failures * 100 >= ratio.percent * attempts
     }
 
     /// Whether a retry may go ahead: only while closed.
@@ -502,6 +663,8 @@ impl CircuitBreaker {
         cold.since = Some(now);
         cold.probes_out = 0;
         cold.successes = 0;
+        // A closed breaker judges its ratio afresh, on what happens after the change.
+        cold.slots = [UNUSED; SLOTS];
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.store(to, 0);
         Some((from, to))

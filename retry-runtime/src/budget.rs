@@ -30,11 +30,11 @@ use tokio::time::Instant;
 const SLOTS: usize = 10;
 
 /// Deposit counters per budget; threads take them in turn.
-const SHARDS: usize = 16;
+pub(crate) const SHARDS: usize = 16;
 
 /// One thread's (or a few threads') deposits, alone on its cache lines.
 #[repr(align(128))]
-struct Shard(AtomicU64);
+pub(crate) struct Shard(pub(crate) AtomicU64);
 
 thread_local! {
     /// This thread's shard, taken the first time it deposits.
@@ -44,7 +44,7 @@ thread_local! {
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
 #[inline(always)]
-fn shard_of_this_thread() -> usize {
+pub(crate) fn shard_of_this_thread() -> usize {
     SHARD.with(|shard| match shard.get() {
         usize::MAX => {
             let taken = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
@@ -112,7 +112,7 @@ impl Ledger {
 }
 
 /// Every how many deposits a thread samples the count.
-const SAMPLE_EVERY: u64 = 256;
+pub(crate) const SAMPLE_EVERY: u64 = 256;
 
 /// `per_second` over `window`, rounded up, without overflow.
 const fn floor_over(per_second: u32, window: Duration) -> u64 {

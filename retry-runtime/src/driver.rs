@@ -362,6 +362,9 @@ impl<'p> Retrier<'p> {
             }
         }
         self.retries += 1;
+        if let Some(breaker) = breaker {
+            breaker.count_attempt();
+        }
         failure.retrying(self.retries, delay, class, may_have_run);
         metrics::retry(self.function, class, delay);
         Some(delay)

@@ -303,3 +303,42 @@ async fn settings_out_of_range_are_brought_into_it() {
     assert_eq!(defaults.open_duration(), Duration::from_secs(5));
     assert_eq!(defaults.probe_count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_ratio_opens_it_without_failures_in_a_row() {
+    // Every other attempt fails: never two in a row, but half of them.
+    static BREAKER: CircuitBreaker = CircuitBreaker::new("ratio")
+        .consecutive_failures(100)
+        .failure_ratio(50, 20, Duration::from_secs(10))
+        .open_for(OPEN_FOR);
+    let policy = policy(&BREAKER, 0);
+    let mut calls = 0;
+    while BREAKER.state() == BreakerState::Closed && calls < 1000 {
+        let outcome = if calls % 2 == 0 { CONNECT } else { OK };
+        call(&policy, &[outcome]).await;
+        calls += 1;
+        tokio::time::advance(Duration::from_millis(10)).await;
+    }
+    // The first failure starts the window: 20 attempts later, 10 of them failed.
+    assert_eq!(calls, 21, "opened after the minimum of attempts at 50 %");
+    assert_eq!(
+        BREAKER.failure_ratio_threshold(),
+        Some((50, 20, Duration::from_secs(10)))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_ratio_below_the_threshold_keeps_it_closed() {
+    // One attempt in four fails, for long enough to fill several windows.
+    static BREAKER: CircuitBreaker = CircuitBreaker::new("ratio_low")
+        .consecutive_failures(100)
+        .failure_ratio(50, 20, Duration::from_secs(1))
+        .open_for(OPEN_FOR);
+    let policy = policy(&BREAKER, 0);
+    for calls in 0..2000 {
+        let outcome = if calls % 4 == 0 { CONNECT } else { OK };
+        call(&policy, &[outcome]).await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+    }
+    assert_eq!(BREAKER.state(), BreakerState::Closed);
+}
