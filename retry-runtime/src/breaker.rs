@@ -345,10 +345,19 @@ impl CircuitBreaker {
             .map(|ratio| (ratio.percent as u32, ratio.minimum as u32, ratio.window))
     }
 
-    /// Count an attempt for the ratio threshold (nothing without one).
+    /// Changes of state so far.
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Count an attempt for the ratio threshold (nothing without one). A call inside another
+    /// retried call's attempt on the same breaker is part of that attempt, counted already.
     #[inline(always)]
     pub(crate) fn count_attempt(&self) {
         if let Some(ratio) = &self.ratio {
+            if crate::layers::enclosing_call_reports_to(self) {
+                return;
+            }
             let shard = &self.attempts[shard_of_this_thread()].0;
             let count = shard.load(Ordering::Relaxed).wrapping_add(1);
             shard.store(count, Ordering::Relaxed);
@@ -495,34 +504,49 @@ impl CircuitBreaker {
         }
         let mut changes = Changes::default();
         let admitted = {
+            let now = Instant::now();
             let mut cold = self.lock();
-            let state = self.state_at(&mut cold, Instant::now(), &mut changes);
+            let state = self.state_at(&mut cold, now, &mut changes);
             // Read under the lock, so the probe belongs to the spell it took its place in.
             let generation = self.generation.load(Ordering::Acquire);
+            // A probe that hangs (a statement that never returns, a future never dropped) would
+            // hold its place for good: once a whole open duration has passed without an
+            // answer, the places are handed out again.
+            let since = cold.since.unwrap_or(now);
+            if state == BreakerState::HalfOpen
+                && cold.probes_out >= self.probes
+                && now.saturating_duration_since(since) >= self.open_for
+            {
+                cold.since = Some(now);
+                cold.probes_out = 0;
+            }
+            // The admission is made under the lock, so nothing between taking a place and
+            // owning it (a subscriber's panic, say) can lose the place.
             match state {
-                BreakerState::Closed => Ok((generation, false)),
+                BreakerState::Closed => Ok(Admission {
+                    breaker: Some(self),
+                    generation,
+                    probe: false,
+                }),
                 BreakerState::HalfOpen if cold.probes_out < self.probes => {
                     cold.probes_out += 1;
-                    Ok((generation, true))
+                    Ok(Admission {
+                        breaker: Some(self),
+                        generation,
+                        probe: true,
+                    })
                 }
-                state => Err(state),
+                state => Err(CircuitOpen {
+                    breaker: self.name,
+                    state,
+                }),
             }
         };
-        self.announce(changes);
         if admitted.is_ok() {
             self.count_attempt();
         }
-        match admitted {
-            Ok((generation, probe)) => Ok(Admission {
-                breaker: Some(self),
-                generation,
-                probe,
-            }),
-            Err(state) => Err(CircuitOpen {
-                breaker: self.name,
-                state,
-            }),
-        }
+        self.announce(changes);
+        admitted
     }
 
     /// A probe's call returned (or was dropped): its place is free again, if the spell it was
@@ -629,7 +653,8 @@ impl CircuitBreaker {
             return false;
         };
         let attempts = self.attempts();
-        let tick = cold.touch(ratio, now, attempts);
+        // A slot this failure starts begins before its attempt, which was counted already.
+        let tick = cold.touch(ratio, now, attempts.saturating_sub(1));
         cold.slots[(tick % SLOTS as u64) as usize].failures += 1;
         let (failures, attempts) = cold.window(tick, attempts);
         attempts >= ratio.minimum.max(1) && failures * 100 >= ratio.percent * attempts
@@ -675,7 +700,9 @@ impl CircuitBreaker {
     fn announce(&self, changes: Changes) {
         for (from, to) in changes.into_iter().flatten() {
             events::breaker_changed(self.name, from, to, self.threshold, self.open_for);
-            crate::metrics::breaker_changed(self.name, from, to);
+            // The gauge says where the breaker stands now, whatever order two threads'
+            // announcements arrive in.
+            crate::metrics::breaker_changed(self.name, from, to, self.state_word());
         }
     }
 

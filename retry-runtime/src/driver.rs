@@ -73,7 +73,9 @@ pub enum Phase {
 /// # async fn query() -> Result<u32, sqlx::Error> { Ok(1) }
 /// # async fn run() -> Result<u32, sqlx::Error> {
 /// let policy = RetryPolicy::default();
-/// let mut retrier = Retrier::new(&policy, "query");
+/// // The call's standing with its circuit breaker, if the policy has one: held to the end.
+/// let admission = policy.enter();
+/// let mut retrier = Retrier::new(&policy, "query").admitted(&admission);
 /// // The call's first attempt counts against the retry budget its retries draw on.
 /// policy.deposit();
 /// loop {
@@ -285,41 +287,56 @@ impl<'p> Retrier<'p> {
                         || matches!(phase, Phase::Acquire | Phase::Transaction)),
             ),
         };
-        // Every failed attempt reports to the breaker, which judges the database, not the
-        // call: once, whoever judges it. An error handed up is reported by the call that takes
-        // it; one this call returns to an enclosing call on the same breaker, by that call.
+        // Every failed attempt reports to the breaker, which judges the database, not the call,
+        // at once and once: a call that takes an error a call inside it on the same breaker
+        // already reported (handed up, or returned after its own retries) does not report it
+        // again.
         let breaker = self.policy.breaker();
-        let nested = breaker.is_some_and(layers::enclosing_call_reports_to);
-        let report = |returned: bool| match (breaker, class) {
-            (Some(breaker), Some(class)) if !(returned && nested) => {
-                breaker.failed(class, self.breaker_generation)
+        let reported_inside = layers::take_reported();
+        let tag = breaker.map_or(0, layers::breaker_tag);
+        let tripped = match breaker {
+            Some(breaker) => match class {
+                Some(class) if reported_inside != tag => {
+                    breaker.failed(class, self.breaker_generation)
+                }
+                _ if breaker.allows_retries() => Tripped::No,
+                _ => match breaker.state() {
+                    BreakerState::Closed => Tripped::No,
+                    state => Tripped::Refusing(state),
+                },
+            },
+            None => Tripped::No,
+        };
+        // The error leaves this call: an enclosing call on the same breaker is told it counted
+        // (and one on the breaker a call inside this one reported to, through this call).
+        let leave = || {
+            match (breaker, class) {
+                (Some(_), Some(_)) => layers::mark_reported(tag),
+                _ => layers::mark_reported(reported_inside),
             }
-            _ => Tripped::No,
+            None
         };
         if !wanted {
-            report(true);
-            return None;
+            return leave();
         }
         // One retrying layer: inside another retried call's attempt whose policy retries this
         // error, that call retries.
         if layers::enclosing_call_retries(class) {
             failure.handed_up(self.retries + 1, class);
-            return None;
+            return leave();
         }
         if self.retries >= self.policy.max_retries {
-            report(true);
             if self.policy.max_retries > 0 {
                 let bound =
                     failure.gave_up(self.retries + 1, class, "no retries left", Some("max"));
                 metrics::gave_up(self.function, class, bound.unwrap_or("max"));
             }
-            return None;
+            return leave();
         }
         let mut delay = self.schedule.next_delay(self.policy, self.retries);
         if let (Some(deadline), Some(started)) = (self.policy.deadline, self.started) {
             let left = deadline.saturating_sub(started.elapsed());
             if left.is_zero() || self.cut_to_deadline {
-                report(true);
                 failure.gave_up(
                     self.retries + 1,
                     class,
@@ -327,7 +344,7 @@ impl<'p> Retrier<'p> {
                     Some("deadline"),
                 );
                 metrics::gave_up(self.function, class, "deadline");
-                return None;
+                return leave();
             }
             // A delay that would reach the deadline (an unlucky jitter draw, a long backoff) is
             // cut to half the time left, so one last attempt still starts with time to run.
@@ -336,20 +353,10 @@ impl<'p> Retrier<'p> {
                 self.cut_to_deadline = true;
             }
         }
-        if let Some(breaker) = breaker {
-            let tripped = match report(false) {
-                Tripped::No if breaker.allows_retries() => Tripped::No,
-                Tripped::No => match breaker.state() {
-                    BreakerState::Closed => Tripped::No,
-                    state => Tripped::Refusing(state),
-                },
-                refusing => refusing,
-            };
-            if let Tripped::Refusing(state) = tripped {
-                failure.breaker_refused(self.retries + 1, class, breaker.name(), state);
-                metrics::gave_up(self.function, class, "breaker");
-                return None;
-            }
+        if let (Some(breaker), Tripped::Refusing(state)) = (breaker, tripped) {
+            failure.breaker_refused(self.retries + 1, class, breaker.name(), state);
+            metrics::gave_up(self.function, class, "breaker");
+            return leave();
         }
         // Last: the budget counts only retries that would otherwise happen.
         if let Some(budget) = self.policy.budget() {
@@ -358,11 +365,13 @@ impl<'p> Retrier<'p> {
                     failure.budget_spent(self.retries + 1, class, unreported);
                 }
                 metrics::gave_up(self.function, class, "budget");
-                return None;
+                return leave();
             }
         }
         self.retries += 1;
         if let Some(breaker) = breaker {
+            // The retry starts now, in the breaker's current state: its failure counts there.
+            self.breaker_generation = Some(breaker.generation());
             breaker.count_attempt();
         }
         failure.retrying(self.retries, delay, class, may_have_run);

@@ -17,41 +17,38 @@ use pin_project_lite::pin_project;
 use crate::classify::ErrorClass;
 use crate::policy::{RetryOn, RetryPolicy};
 
-/// What a nested call needs to know of the call around it: which errors it retries.
-#[derive(Clone, Copy, Debug)]
+/// What a nested call needs to know of the call around it: which errors it retries, and which
+/// circuit breaker it reports to.
+///
+/// Kept to eight bytes: every poll of an attempt swaps it into a thread-local and back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Enclosing {
     retry_on: RetryOn,
     idempotent: bool,
     retries: bool,
-    /// The call's circuit breaker: a nested call on the same breaker leaves reporting to the
-    /// enclosing call, so one failure is counted once.
-    breaker: Option<&'static crate::CircuitBreaker>,
+    /// The call's circuit breaker as a tag of its address (0: none), so that a nested call on
+    /// the same breaker leaves reporting to the enclosing call and one failure counts once. Two
+    /// breakers could share a tag only if their addresses differed in the bits it drops; the
+    /// cost would be a failure counted once too few.
+    breaker: u32,
 }
 
-impl PartialEq for Enclosing {
-    fn eq(&self, other: &Self) -> bool {
-        self.retry_on == other.retry_on
-            && self.idempotent == other.idempotent
-            && self.retries == other.retries
-            && match (self.breaker, other.breaker) {
-                (Some(a), Some(b)) => std::ptr::eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
-    }
+/// The tag [`Enclosing`] keeps of a breaker: its address, without the bits alignment zeroes,
+/// never 0.
+pub(crate) fn breaker_tag(breaker: &crate::CircuitBreaker) -> u32 {
+    let address = breaker as *const crate::CircuitBreaker as usize;
+    ((address >> 3) as u32) | 1
 }
-
-impl Eq for Enclosing {}
 
 impl Enclosing {
     /// The part of `policy` a nested call looks at.
     #[inline]
-    pub const fn of(policy: &RetryPolicy) -> Self {
+    pub fn of(policy: &RetryPolicy) -> Self {
         Enclosing {
             retry_on: policy.retry_on,
             idempotent: policy.idempotent,
             retries: policy.max_retries > 0,
-            breaker: policy.breaker.0,
+            breaker: policy.breaker.0.map_or(0, breaker_tag),
         }
     }
 
@@ -96,6 +93,41 @@ impl<F: Fn() -> &'static RetryPolicy> CallPolicy for F {
 thread_local! {
     /// The policy of the retried call whose attempt is being polled on this thread, if any.
     static ENCLOSING: Cell<Option<Enclosing>> = const { Cell::new(None) };
+    /// The breaker (its tag) a nested call has just reported a failure to and handed or
+    /// returned that error up: the enclosing call that judges the same error next, in the same
+    /// poll, does not report it again.
+    static REPORTED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The error leaving this call was reported to the breaker tagged `tag` (0: none).
+pub(crate) fn mark_reported(tag: u32) {
+    if tag != 0 && inside_an_attempt() {
+        let _ = REPORTED.try_with(|reported| reported.set(tag));
+    }
+}
+
+/// The breaker a call inside this one reported the error now being judged to (its tag, 0 for
+/// none); judging it takes the mark, so a later error is not mistaken for this one.
+pub(crate) fn take_reported() -> u32 {
+    REPORTED
+        .try_with(|reported| {
+            if reported.get() == 0 {
+                0
+            } else {
+                reported.replace(0)
+            }
+        })
+        .unwrap_or(0)
+}
+
+/// A call on a breaker succeeded: an error a nested call reported and this call handled is
+/// not the one a later failure brings.
+pub(crate) fn clear_reported() {
+    let _ = REPORTED.try_with(|reported| {
+        if reported.get() != 0 {
+            reported.set(0);
+        }
+    });
 }
 
 pin_project! {
@@ -152,12 +184,12 @@ pub(crate) fn inside_an_attempt() -> bool {
 
 /// Whether the retried call around this one, if any, reports to `breaker` too.
 pub(crate) fn enclosing_call_reports_to(breaker: &crate::CircuitBreaker) -> bool {
+    let tag = breaker_tag(breaker);
     ENCLOSING
         .try_with(|enclosing| enclosing.get())
         .ok()
         .flatten()
-        .and_then(|enclosing| enclosing.breaker)
-        .is_some_and(|enclosing| std::ptr::eq(enclosing, breaker))
+        .is_some_and(|enclosing| enclosing.breaker == tag)
 }
 
 pub(crate) fn enclosing_call_retries(class: Option<ErrorClass>) -> bool {

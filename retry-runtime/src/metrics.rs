@@ -210,7 +210,12 @@ mod enabled {
         .increment(1);
     }
 
-    pub(super) fn breaker_changed(breaker: &'static str, from: &'static str, to: &'static str) {
+    pub(super) fn breaker_changed(
+        breaker: &'static str,
+        from: &'static str,
+        to: &'static str,
+        closed_now: bool,
+    ) {
         metrics::counter!(
             "db_retry_breaker_transitions_total",
             "breaker" => breaker,
@@ -218,7 +223,7 @@ mod enabled {
             "to" => to
         )
         .increment(1);
-        metrics::gauge!("db_retry_breaker_open", "breaker" => breaker).set(if to == "closed" {
+        metrics::gauge!("db_retry_breaker_open", "breaker" => breaker).set(if closed_now {
             0.0
         } else {
             1.0
@@ -260,10 +265,21 @@ pub(crate) fn breaker_rejected(function: &'static str, breaker: &'static str) {
     let _ = (function, breaker);
 }
 
-/// A circuit breaker's change of state.
-pub(crate) fn breaker_changed(breaker: &'static str, from: BreakerState, to: BreakerState) {
+/// A circuit breaker's change of state; `now` is where it stands when this is said, which the
+/// gauge shows.
+pub(crate) fn breaker_changed(
+    breaker: &'static str,
+    from: BreakerState,
+    to: BreakerState,
+    now: BreakerState,
+) {
     #[cfg(feature = "metrics")]
-    enabled::breaker_changed(breaker, from.as_str(), to.as_str());
+    enabled::breaker_changed(
+        breaker,
+        from.as_str(),
+        to.as_str(),
+        now == BreakerState::Closed,
+    );
     #[cfg(not(feature = "metrics"))]
-    let _ = (breaker, from, to);
+    let _ = (breaker, from, to, now);
 }

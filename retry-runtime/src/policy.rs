@@ -193,6 +193,7 @@ impl RetryPolicy {
     pub fn record_success(&self) {
         if let Some(breaker) = self.breaker() {
             breaker.record_success();
+            crate::layers::clear_reported();
         }
     }
 

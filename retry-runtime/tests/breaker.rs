@@ -319,8 +319,11 @@ async fn a_failure_ratio_opens_it_without_failures_in_a_row() {
         calls += 1;
         tokio::time::advance(Duration::from_millis(10)).await;
     }
-    // The first failure starts the window: 20 attempts later, 10 of them failed.
-    assert_eq!(calls, 21, "opened after the minimum of attempts at 50 %");
+    // The first failure starts the window; at the 21st attempt, 11 of the 21 failed.
+    assert_eq!(
+        calls, 21,
+        "opened once the minimum of attempts was reached at 50 %"
+    );
     assert_eq!(
         BREAKER.failure_ratio_threshold(),
         Some((50, 20, Duration::from_secs(10)))
@@ -341,4 +344,35 @@ async fn a_failure_ratio_below_the_threshold_keeps_it_closed() {
         tokio::time::advance(Duration::from_millis(5)).await;
     }
     assert_eq!(BREAKER.state(), BreakerState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_handed_up_to_a_call_without_the_breaker_still_counts() {
+    static BREAKER: CircuitBreaker = CircuitBreaker::new("handed_up")
+        .consecutive_failures(2)
+        .open_for(OPEN_FOR);
+    // The outer call retries connect failures itself and has no breaker; the inner one hands
+    // its failures up, and reports them first.
+    let outer = RetryPolicy::builder()
+        .max_retries(3)
+        .backoff(Backoff::None)
+        .jitter(Jitter::None)
+        .no_budget()
+        .build()
+        .unwrap();
+    let inner = policy(&BREAKER, 3);
+    let _ = retry_with(
+        &outer,
+        |class: &ErrorClass| *class,
+        || async {
+            retry_with(
+                &inner,
+                |class: &ErrorClass| *class,
+                || async { Err::<(), _>(ErrorClass::Connect) },
+            )
+            .await
+        },
+    )
+    .await;
+    assert_eq!(BREAKER.state(), BreakerState::Open);
 }
