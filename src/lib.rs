@@ -440,12 +440,13 @@ pub use db_retry_macros::db_retry;
 
 pub use db_retry_runtime::{
     classify_database, classify_error, classify_io, classify_mysql, classify_postgres,
-    classify_sqlite, classify_sqlx, health, retry, retry_with, wait_until_ready, AfterError,
-    AttemptTimedOut, Backoff, BreakerState, CircuitBreaker, CircuitOpen, Classify, ConnectTarget,
-    DeferrableTransactions, ErrorClass, Health, ImmediateTransactions, Isolation, IsolationLevels,
-    Jitter, Phase, PolicyError, PoolProbe, PooledConnection, ReadOnlyTransactions, Retrier,
-    RetryBudget, RetryOn, RetryPolicy, RetryPolicyBuilder, SqlxDatabaseError, SqlxError,
-    TransactionOptions, Verdict, VerifiedCommit, MAX_RETRIES_LIMIT, RESET_TIMEOUT,
+    classify_sqlite, classify_sqlx, configuration_hint, health, postgres_configuration_hint, retry,
+    retry_with, wait_until_ready, AfterError, AttemptTimedOut, Backoff, BreakerState,
+    CircuitBreaker, CircuitOpen, Classify, ConnectTarget, DeferrableTransactions, ErrorClass,
+    Health, ImmediateTransactions, Isolation, IsolationLevels, Jitter, Phase, PolicyError,
+    PoolProbe, PooledConnection, ReadOnlyTransactions, Retrier, RetryBudget, RetryOn, RetryPolicy,
+    RetryPolicyBuilder, SqlxDatabaseError, SqlxError, TransactionOptions, Verdict, VerifiedCommit,
+    MAX_RETRIES_LIMIT, RESET_TIMEOUT,
 };
 
 pub use db_retry_runtime::{expansion, layers};

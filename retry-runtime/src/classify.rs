@@ -325,7 +325,15 @@ fn is_lookup_failure(error: &io::Error) -> bool {
 #[cfg(any(feature = "postgres", feature = "tokio-postgres"))]
 pub(crate) fn classify_postgres_report(sqlstate: &str, message: &str, fatal: bool) -> ErrorClass {
     match classify_postgres(sqlstate, message) {
-        ErrorClass::Permanent if fatal && sqlstate == "08P01" => ErrorClass::ConnectionLost,
+        // A FATAL protocol violation ends the session, unless it is a refusal of the setup,
+        // which every new session would meet again.
+        ErrorClass::Permanent
+            if fatal
+                && sqlstate == "08P01"
+                && crate::hint::postgres_configuration_hint(sqlstate, message).is_none() =>
+        {
+            ErrorClass::ConnectionLost
+        }
         class => class,
     }
 }
@@ -360,6 +368,9 @@ pub fn classify_postgres(sqlstate: &str, message: &str) -> ErrorClass {
             ErrorClass::Connect
         }
         "08P01" if message.contains("server conn crashed") => ErrorClass::ConnectionLost,
+        // PgBouncer refusing a startup parameter sqlx sends (FATAL): every connection would
+        // be refused the same way until pgbouncer.ini changes.
+        "08P01" if message.contains("unsupported startup parameter") => ErrorClass::Permanent,
         "08000" | "08003" | "08006" | "08007" => ErrorClass::ConnectionLost,
         // admin_shutdown (pg_terminate_backend, smart/fast stop), crash_shutdown,
         // idle_session_timeout, idle_in_transaction_session_timeout: the session is gone.

@@ -264,6 +264,11 @@ impl<'p> Retrier<'p> {
                     // connection itself may have followed the commit.
                     Phase::Commit => class != ErrorClass::Contention,
                 };
+                if class == ErrorClass::Permanent {
+                    if let Some(hint) = decided_by.and_then(crate::hint::configuration_hint) {
+                        failure.misconfigured(self.retries + 1, hint);
+                    }
+                }
                 let covered = self.policy.retry_on.covers(class);
                 let wanted = covered && (self.policy.idempotent || !attempt_may_have_applied);
                 if class.is_transient() && covered && !wanted {

@@ -131,6 +131,21 @@ impl<'e> Failure<'e> {
         );
     }
 
+    /// A permanent error that is the setup's, not a failure: said once per call, with what to
+    /// change, since nothing else would point at it.
+    pub(crate) fn misconfigured(&self, attempts: u32, hint: &'static str) {
+        tracing::warn!(
+            target: "db_retry",
+            function = self.function,
+            attempts,
+            class = "permanent",
+            error = %self.error,
+            cause = self.cause().as_deref(),
+            hint,
+            "not retrying: the database setup refuses this, and retrying cannot change it"
+        );
+    }
+
     /// A retried call inside another one's attempt leaves the retrying to the outer call.
     pub(crate) fn handed_up(&self, attempts: u32, class: Option<ErrorClass>) {
         tracing::debug!(

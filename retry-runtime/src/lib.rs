@@ -33,6 +33,7 @@ mod driver;
 mod ecosystem;
 mod events;
 pub mod expansion;
+mod hint;
 pub mod layers;
 mod metrics;
 mod policy;
@@ -54,6 +55,7 @@ pub use connection::{
 };
 pub use driver::{retry, retry_with, sleep, Phase, Retrier, Verdict};
 pub use expansion::AttemptTimedOut;
+pub use hint::{configuration_hint, postgres_configuration_hint};
 pub use policy::{
     Backoff, Jitter, PolicyError, RetryOn, RetryPolicy, RetryPolicyBuilder, MAX_RETRIES_LIMIT,
 };

@@ -7,7 +7,7 @@ pub(crate) use ::sqlx08 as sqlx;
 #[path = "sqlx_version.rs"]
 mod version;
 
-pub(crate) use version::{classify_known, describe_known};
+pub(crate) use version::{classify_known, describe_known, postgres_report};
 
 /// A statement built at run time, as this version's `begin_with` takes it.
 #[allow(dead_code)] // without the postgres feature

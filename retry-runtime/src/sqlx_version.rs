@@ -63,6 +63,21 @@ pub(crate) fn describe_known(error: &(dyn StdError + 'static)) -> Option<String>
     })
 }
 
+/// The SQLSTATE and message of a PostgreSQL error of this version; `None` for anything else.
+#[allow(unused_variables)] // without the postgres feature
+pub(crate) fn postgres_report(error: &(dyn StdError + 'static)) -> Option<(String, String)> {
+    let db: &dyn sqlx::error::DatabaseError = match error.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => db.as_ref(),
+        Some(_) => return None,
+        None => concrete_database_error(error)?,
+    };
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return Some((pg.code().to_owned(), pg.message().to_owned()));
+    }
+    None
+}
+
 /// A driver's database error of this version, however it is held.
 fn concrete_database_error<'e>(
     error: &'e (dyn StdError + 'static),

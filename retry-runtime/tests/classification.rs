@@ -64,6 +64,24 @@ fn postgres_sqlstates_get_their_documented_class() {
         ),
         (("08P01", "query_wait_timeout"), Connect),
         (("08P01", "server conn crashed?"), ConnectionLost),
+        // PgBouncer without `ignore_startup_parameters = extra_float_digits`: the setup.
+        (
+            ("08P01", "unsupported startup parameter: extra_float_digits"),
+            Permanent,
+        ),
+        // PgBouncer in transaction mode losing sqlx's statements: the setup.
+        (
+            ("42P05", "prepared statement \"sqlx_s_1\" already exists"),
+            Permanent,
+        ),
+        (
+            ("26000", "prepared statement \"sqlx_s_2\" does not exist"),
+            Permanent,
+        ),
+        (
+            ("26000", "unnamed prepared statement does not exist"),
+            Permanent,
+        ),
         // PgBouncer turning clients away while its logins to the server fail: nothing ran.
         (
             (
@@ -578,4 +596,36 @@ fn class_names_are_stable() {
     for class in ALL_CLASSES {
         assert_eq!(class.as_str(), class.to_string());
     }
+}
+
+#[test]
+fn setup_problems_get_a_hint_naming_the_fix() {
+    use db_retry_runtime::postgres_configuration_hint as hint;
+    let startup = hint("08P01", "unsupported startup parameter: extra_float_digits").unwrap();
+    assert!(startup.contains("ignore_startup_parameters = extra_float_digits"));
+    for (code, message) in [
+        ("42P05", "prepared statement \"sqlx_s_1\" already exists"),
+        ("26000", "prepared statement \"sqlx_s_9\" does not exist"),
+        ("26000", "unnamed prepared statement does not exist"),
+        (
+            "08P01",
+            "bind message supplies 1 parameters, but prepared statement \"sqlx_s_3\" requires 2",
+        ),
+    ] {
+        let hint = hint(code, message).unwrap_or_else(|| panic!("no hint for {code} {message}"));
+        assert!(hint.contains("pool_mode = session"), "{hint}");
+    }
+    // The user's own statements, and failures, get none.
+    assert_eq!(
+        hint("26000", "prepared statement \"mine\" does not exist"),
+        None
+    );
+    assert_eq!(hint("08P01", "server conn crashed?"), None);
+    assert_eq!(
+        hint(
+            "57P01",
+            "terminating connection due to administrator command"
+        ),
+        None
+    );
 }

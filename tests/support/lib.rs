@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod mariadb;
 pub mod pg;
+pub mod pgbouncer;
 mod process;
 pub mod proxy;
