@@ -172,6 +172,52 @@ impl PgServerBuilder {
         }
     }
 
+    /// Starts a hot standby of `primary`, made with `pg_basebackup -R` (streaming replication,
+    /// as `application_name` "standby"), with this builder's settings and
+    /// `synchronous_standby_names = ''` of its own: `pg_basebackup` copies the primary's, and a
+    /// promoted standby that kept it would wait forever for a standby of its own. Waits until
+    /// it answers.
+    pub fn start_standby_of(self, primary: &PgServer) -> PgServer {
+        let template = template();
+        let dir = process::owned_tempdir("db-retry-pg-standby-", template.user);
+        let data = dir.path().join("data");
+        let socket_dir = dir.path().join("socket");
+        std::fs::create_dir(&socket_dir).expect("create socket dir");
+        process::chown(&socket_dir, template.user);
+        let mut basebackup = std::process::Command::new(template.bin.join("pg_basebackup"));
+        basebackup
+            .arg("-d")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=postgres application_name=standby",
+                primary.port()
+            ))
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        process::as_user(&mut basebackup, template.user, dir.path());
+        process::run_setup(basebackup, "pg_basebackup");
+        let standby = self.setting("synchronous_standby_names", "");
+        let daemon = Daemon::new(
+            "postgres (standby)",
+            template.bin.join("postgres"),
+            vec![OsString::from("-D"), data.clone().into_os_string()],
+            template.user,
+            dir.path().to_owned(),
+            dir.path().join("server.log"),
+            libc::SIGQUIT,
+        );
+        let port = PortLease::new();
+        standby.write_harness_conf(&data, &socket_dir, port.port());
+        daemon.spawn();
+        if let Err(e) = wait_ready(&daemon, port.port()) {
+            panic_not_ready(&daemon, &data, e);
+        }
+        PgServer {
+            server: Server::new(port, daemon, libc::SIGQUIT, dir),
+            data,
+        }
+    }
+
     fn write_harness_conf(&self, data: &Path, socket_dir: &Path, port: u16) {
         let mut conf = format!(
             "port = {port}\nunix_socket_directories = {}\nmax_connections = {}\n",
@@ -249,6 +295,19 @@ impl PgServer {
         if let Err(e) = self.wait_ready() {
             self.panic_not_ready(e);
         }
+    }
+
+    /// Promotes this standby to a primary (`pg_ctl promote`, waiting until it accepts writes).
+    pub fn promote(&self) {
+        let template = template();
+        let mut promote = std::process::Command::new(template.bin.join("pg_ctl"));
+        promote
+            .arg("promote")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "-t", "20"]);
+        process::as_user(&mut promote, template.user, self.dir());
+        process::run_setup(promote, "pg_ctl promote");
     }
 
     /// The data directory (removed on drop).

@@ -41,7 +41,8 @@ pub struct ProxyStats {
 }
 
 struct Shared {
-    target: SocketAddr,
+    /// Where new connections go; [`FaultProxy::retarget`] moves it.
+    target: Mutex<SocketAddr>,
     mode: watch::Sender<Mode>,
     /// Bumped by `reset_all`; a connection dies when it differs from its value at accept time.
     generation: watch::Sender<u64>,
@@ -68,7 +69,7 @@ impl FaultProxy {
             .expect("bind proxy listener");
         let addr = listener.local_addr().expect("proxy local addr");
         let shared = Arc::new(Shared {
-            target,
+            target: Mutex::new(target),
             mode: watch::Sender::new(Mode::Pass),
             generation: watch::Sender::new(0),
             rng: Mutex::new(0),
@@ -88,6 +89,16 @@ impl FaultProxy {
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections accepted from now on go to `target`, as after a VIP or DNS switch; those
+    /// already open stay with the server they reached.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self
+            .shared
+            .target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = target;
     }
 
     /// Forward everything unchanged (also ends a partition: held bytes then flow).
@@ -294,7 +305,8 @@ async fn forward(
 ) -> Outcome {
     let mut mode = shared.mode.subscribe();
     healed(&mut mode).await;
-    let Ok(server) = TcpStream::connect(shared.target).await else {
+    let target = *shared.target.lock().unwrap_or_else(PoisonError::into_inner);
+    let Ok(server) = TcpStream::connect(target).await else {
         return Outcome::Failed;
     };
     let server = server_slot.insert(server);
