@@ -449,6 +449,9 @@ pub use db_retry_runtime::{
     MAX_RETRIES_LIMIT, RESET_TIMEOUT,
 };
 
+#[cfg(all(feature = "sqlx09", feature = "postgres"))]
+pub use db_retry_runtime::FailoverDrain;
+
 pub use db_retry_runtime::{expansion, layers};
 
 #[doc(hidden)]

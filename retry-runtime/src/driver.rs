@@ -269,6 +269,16 @@ impl<'p> Retrier<'p> {
                         failure.misconfigured(self.retries + 1, hint);
                     }
                 }
+                // A write refused as read-only may mean a pool's server is now a standby: the
+                // pools' failover drains look (see `FailoverDrain`).
+                #[cfg(all(feature = "sqlx09", feature = "postgres"))]
+                if class == ErrorClass::Unavailable
+                    && decided_by
+                        .and_then(crate::sqlx09::postgres_report)
+                        .is_some_and(|(code, _)| code == "25006")
+                {
+                    crate::drain::read_only_refusal_seen();
+                }
                 let covered = self.policy.retry_on.covers(class);
                 let wanted = covered && (self.policy.idempotent || !attempt_may_have_applied);
                 if class.is_transient() && covered && !wanted {

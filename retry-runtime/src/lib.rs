@@ -29,6 +29,8 @@ mod breaker;
 mod budget;
 mod classify;
 mod connection;
+#[cfg(all(feature = "sqlx09", feature = "postgres"))]
+mod drain;
 mod driver;
 mod ecosystem;
 mod events;
@@ -53,6 +55,8 @@ pub use connection::{
     AfterError, DeferrableTransactions, ImmediateTransactions, Isolation, IsolationLevels,
     PooledConnection, ReadOnlyTransactions, TransactionOptions, VerifiedCommit, RESET_TIMEOUT,
 };
+#[cfg(all(feature = "sqlx09", feature = "postgres"))]
+pub use drain::FailoverDrain;
 pub use driver::{retry, retry_with, sleep, Phase, Retrier, Verdict};
 pub use expansion::AttemptTimedOut;
 pub use hint::{configuration_hint, postgres_configuration_hint};
