@@ -450,7 +450,7 @@ pub use db_retry_runtime::{
 };
 
 #[cfg(all(feature = "sqlx09", feature = "postgres"))]
-pub use db_retry_runtime::FailoverDrain;
+pub use db_retry_runtime::{FailoverDrain, Heartbeat, HeartbeatHealth};
 
 pub use db_retry_runtime::{expansion, layers};
 

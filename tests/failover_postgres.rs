@@ -222,6 +222,13 @@ async fn failover_under_load_loses_no_idempotent_call_and_no_acknowledged_transf
     .fetch_one(&mut admin)
     .await
     .unwrap();
+    let committed_but_failed: Vec<i64> = outcome
+        .failed_transfers
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| ledger.contains(id))
+        .collect();
+    println!("committed but reported failed: {committed_but_failed:?}");
     println!(
         "failover: {} reads ({} failed), {} transfers acknowledged, {} failed ({:?}); ledger {} rows; \
          killed → promoted {:?}; promoted → first success {:?}",

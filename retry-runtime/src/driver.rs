@@ -404,11 +404,19 @@ impl<E: Display + ?Sized> Display for Shown<'_, E> {
     }
 }
 
-/// Wait before the next attempt, on tokio's clock (so paused-clock tests see exact delays).
+/// Wait before the next attempt, on tokio's clock (so paused-clock tests see exact delays). A
+/// [`Heartbeat`](crate::Heartbeat) that sees the database accept again after an outage ends
+/// the wait early, so recovery does not wait for the longest delay drawn.
 pub async fn sleep(delay: Duration) {
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        let _ = tokio::time::timeout(delay, recovered().notified()).await;
     }
+}
+
+/// Woken when a heartbeat sees the database accept again.
+pub(crate) fn recovered() -> &'static tokio::sync::Notify {
+    static RECOVERED: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    RECOVERED.get_or_init(tokio::sync::Notify::new)
 }
 
 /// Run `operation` until it succeeds, fails with an error the policy does not retry, or runs out

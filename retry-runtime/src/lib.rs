@@ -35,6 +35,8 @@ mod driver;
 mod ecosystem;
 mod events;
 pub mod expansion;
+#[cfg(all(feature = "sqlx09", feature = "postgres"))]
+mod heartbeat;
 mod hint;
 pub mod layers;
 mod metrics;
@@ -59,6 +61,8 @@ pub use connection::{
 pub use drain::FailoverDrain;
 pub use driver::{retry, retry_with, sleep, Phase, Retrier, Verdict};
 pub use expansion::AttemptTimedOut;
+#[cfg(all(feature = "sqlx09", feature = "postgres"))]
+pub use heartbeat::{Heartbeat, HeartbeatHealth};
 pub use hint::{configuration_hint, postgres_configuration_hint};
 pub use policy::{
     Backoff, Jitter, PolicyError, RetryOn, RetryPolicy, RetryPolicyBuilder, MAX_RETRIES_LIMIT,
