@@ -1,5 +1,6 @@
 //! An axum service whose handlers call `#[db_retry]` repository functions, with a `/health`
-//! endpoint, a Prometheus `/metrics` endpoint (db-retry's counters are there when it is built
+//! endpoint fed by a heartbeat (no query per request), a pool drained after a failover, a
+//! graceful shutdown on SIGTERM or ctrl-c, a Prometheus `/metrics` endpoint (db-retry's counters are there when it is built
 //! with the `metrics` feature), and a startup that waits for the database instead of crashing.
 //!
 //! The split the README recommends: the attribute goes on the repository functions, which take
@@ -16,6 +17,7 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -23,7 +25,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use db_retry::db_retry;
+use db_retry::{db_retry, FailoverDrain, Heartbeat};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -61,18 +63,24 @@ async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-async fn health(State(pool): State<PgPool>) -> (StatusCode, Json<Value>) {
-    let health = db_retry::health(&pool, Duration::from_secs(1)).await;
-    let status = if health.reachable {
+/// The heartbeat's latest look at the database: no query per request.
+async fn health(
+    State((pool, heartbeat)): State<(PgPool, Arc<Heartbeat>)>,
+) -> (StatusCode, Json<Value>) {
+    let health = heartbeat.health();
+    let reachable = health.as_ref().is_some_and(|health| health.reachable);
+    let status = if reachable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let idle = pool.num_idle();
     let body = json!({
-        "status": if health.reachable { "ok" } else { "unavailable" },
-        "latency_ms": health.latency.map(|l| l.as_secs_f64() * 1000.0),
-        "pool": { "size": health.size, "idle": health.idle, "in_use": health.in_use },
-        "error": health.error,
+        "status": if reachable { "ok" } else { "unavailable" },
+        "latency_ms": health.as_ref().and_then(|h| h.latency).map(|l| l.as_secs_f64() * 1000.0),
+        "in_recovery": health.as_ref().is_some_and(|h| h.in_recovery),
+        "pool": { "size": pool.size(), "idle": idle, "in_use": pool.size() as usize - idle.min(pool.size() as usize) },
+        "error": health.and_then(|h| h.error),
     });
     (status, Json(body))
 }
@@ -162,19 +170,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Wait for the database (it may still be starting) rather than crash-looping.
     db_retry::wait_until_ready(&options, Duration::from_secs(60)).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(2))
+    // After a failover or restart, no request is served by a connection to the old server: the
+    // drain turns those away, and the heartbeat notices the change before a request does (and
+    // wakes retries sleeping through an outage once the database answers again).
+    let drain = FailoverDrain::new();
+    let pool = drain
+        .install(
+            PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(2)),
+        )
         .connect_lazy_with(options);
+    let heartbeat = Arc::new(Heartbeat::spawn(&pool, &drain, Duration::from_millis(250)));
     migrate(&pool).await?;
 
     let app = Router::new()
-        .route("/health", get(health))
         .route(
             "/counter/{name}",
             get(get_counter).post(post_counter).delete(delete_counter),
         )
-        .with_state(pool)
+        .with_state(pool.clone())
+        .merge(
+            Router::new()
+                .route("/health", get(health))
+                .with_state((pool.clone(), heartbeat)),
+        )
         .merge(
             Router::new()
                 .route("/metrics", get(metrics))
@@ -182,6 +202,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_requested())
+        .await?;
+    // Requests still in flight have been answered; closing the pool ends any retry still
+    // waiting on it with `PoolClosed`, which is never retried.
+    pool.close().await;
+    tracing::info!("shut down");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what a container runtime sends).
+async fn shutdown_requested() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
