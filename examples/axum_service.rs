@@ -202,11 +202,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
+    // On the signal the pool closes at once, so a request still retrying ends with
+    // `PoolClosed` (never retried) instead of sleeping out its deadline, while axum answers
+    // the requests in flight and takes no new ones.
+    let closing = pool.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_requested())
+        .with_graceful_shutdown(async move {
+            shutdown_requested().await;
+            tracing::info!("shutting down");
+            tokio::spawn(async move { closing.close().await });
+        })
         .await?;
-    // Requests still in flight have been answered; closing the pool ends any retry still
-    // waiting on it with `PoolClosed`, which is never retried.
     pool.close().await;
     tracing::info!("shut down");
     Ok(())

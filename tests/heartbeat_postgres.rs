@@ -46,7 +46,10 @@ async fn first_request_after_restart(with_heartbeat: bool) -> u32 {
     let pool = idle_pool(&server, &drain).await;
     let heartbeat =
         with_heartbeat.then(|| Heartbeat::spawn(&pool, &drain, Duration::from_millis(50)));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Its first look at the server, before the restart.
+    if let Some(heartbeat) = &heartbeat {
+        wait_for(|| heartbeat.health().is_some_and(|health| health.reachable)).await;
+    }
 
     server.stop_fast();
     server.start_again();
@@ -100,17 +103,18 @@ async fn a_retry_sleeping_through_an_outage_is_woken_when_the_database_is_back()
         .connect_lazy(&server.url())
         .unwrap();
     let heartbeat = Heartbeat::spawn(&pool, &drain, Duration::from_millis(50));
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_for(|| heartbeat.health().is_some_and(|health| health.reachable)).await;
 
     server.stop_fast();
     let call = tokio::spawn({
         let pool = pool.clone();
         async move { patient_read(&pool).await }
     });
-    // The first attempt fails, and the retry goes to sleep for 20 s.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The first attempt fails, and the retry goes to sleep for 20 s; the heartbeat sees the
+    // outage.
+    wait_for(|| heartbeat.health().is_some_and(|health| !health.reachable)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!call.is_finished());
-    assert!(heartbeat.health().is_some_and(|health| !health.reachable));
     server.start_again();
     let accepting = Instant::now();
     let value = tokio::time::timeout(Duration::from_secs(10), call)
@@ -122,4 +126,46 @@ async fn a_retry_sleeping_through_an_outage_is_woken_when_the_database_is_back()
     println!("accepting again → the sleeping retry's success: {recovered_in:?}");
     assert_eq!(value, 1);
     assert!(recovered_in < Duration::from_secs(2), "{recovered_in:?}");
+}
+
+/// Polls `condition` every 10 ms for up to 10 s.
+async fn wait_for(condition: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_stops_when_the_pool_closes() {
+    let server = PgServer::start();
+    let drain = FailoverDrain::new();
+    let pool = drain
+        .install(PgPoolOptions::new().max_connections(1))
+        .connect_lazy(&server.url())
+        .unwrap();
+    let heartbeat = Heartbeat::spawn(&pool, &drain, Duration::from_millis(20));
+    wait_for(|| heartbeat.health().is_some()).await;
+    pool.close().await;
+    // Once stopped, it checks no more.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let last = heartbeat.health().and_then(|health| health.checked_at);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        heartbeat.health().and_then(|health| health.checked_at),
+        last
+    );
+    // And its own connection is gone: only the admin session counts.
+    let mut admin: sqlx::PgConnection = server.admin().await;
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(sessions, 1);
 }

@@ -141,3 +141,29 @@ async fn a_new_connection_to_another_server_drains_the_older_ones() {
         assert_eq!(port, second.port().to_string());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_terminated_backend_does_not_drain_the_pool() {
+    let server = PgServer::start();
+    server
+        .exec_admin("CREATE TABLE notes (n int NOT NULL)")
+        .await;
+    let proxy = FaultProxy::start(server.addr()).await;
+    let drain = FailoverDrain::new();
+    let pool = pool_through(&proxy, &server, Some(&drain)).await;
+    warm(&pool, 3).await;
+    let pid = {
+        let mut conn = pool.acquire().await.unwrap();
+        db_retry_test_kit::pg::backend_pid(&mut *conn).await
+    };
+    server.terminate_backend(pid).await;
+    for n in 0..10 {
+        write(&pool, n).await.expect("a lost connection is retried");
+    }
+    assert!(drain.drained_at().is_none(), "a 57P01 is no failover");
+    assert!(
+        pool.size() >= 2,
+        "the other connections stayed: {}",
+        pool.size()
+    );
+}

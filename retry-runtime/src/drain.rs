@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgConnection, PgPoolOptions};
-use tokio::time::Instant;
 
 use crate::sqlx09::sqlx;
 
@@ -91,8 +92,8 @@ struct DrainState {
 struct Cold {
     /// When a failover was last confirmed: connections opened before are turned away.
     drained_at: Option<Instant>,
-    /// The server the pool's connections reach: postmaster start time and timeline.
-    server: Option<(String, i64)>,
+    /// The newest server the pool's connections have reached.
+    server: Option<Server>,
     /// The read-only refusals already acted on.
     refusals_seen: u64,
     /// Until when connections opened before `asking_since` are asked about recovery.
@@ -151,10 +152,15 @@ impl FailoverDrain {
         if !ask {
             return Ok(true);
         }
-        let in_recovery: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        // A connection that cannot say is handed out as before: the drain never makes a
+        // working connection fail.
+        let Ok(in_recovery) = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
             .persistent(false)
             .fetch_one(&mut *conn)
-            .await?;
+            .await
+        else {
+            return Ok(true);
+        };
         if in_recovery {
             // Confirmed: this pool's older connections lead to a standby. Every one of them
             // goes, not just this one.
@@ -164,24 +170,39 @@ impl FailoverDrain {
         Ok(true)
     }
 
-    /// Note which server a new connection reached (what `after_connect` runs); a server other
-    /// than the one before drains every older connection.
+    /// Note which server a new connection reached (what `after_connect` runs). A newer server
+    /// than before (a later timeline; on the same one, a primary rather than a standby, or one
+    /// started later: promoted, failed over to, restarted) drains every older connection; a connection that reached an older one than the pool
+    /// already knows (a connect that was under way across a switch) is refused, so sqlx opens
+    /// another. The drain assumes one server behind the address at a time.
+    ///
+    /// A server that will not say who it is (the query refused, say by a pooler) is let be.
     pub async fn connected(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let server: (String, i64) = sqlx::query_as(
-            "SELECT pg_postmaster_start_time()::text, \
-                    (SELECT timeline_id FROM pg_control_checkpoint())::bigint",
-        )
-        .persistent(false)
-        .fetch_one(&mut *conn)
-        .await?;
-        let now = Instant::now();
-        let changed = {
-            let mut cold = self.lock();
-            let changed = cold.server.as_ref().is_some_and(|known| *known != server);
-            cold.server = Some(server);
-            changed
+        let Some(server) = Server::of(conn).await else {
+            return Ok(());
         };
-        if changed {
+        let now = Instant::now();
+        let newer = {
+            let mut cold = self.lock();
+            match &cold.server {
+                Some(known) if server < *known => {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "this connection reached a server older than the pool's current one \
+                         ({server:?} < {known:?}): refused by db-retry's FailoverDrain"
+                    )));
+                }
+                Some(known) => {
+                    let newer = server > *known;
+                    cold.server = Some(server);
+                    newer
+                }
+                None => {
+                    cold.server = Some(server);
+                    false
+                }
+            }
+        };
+        if newer {
             self.drain_at(now);
         }
         Ok(())
@@ -214,5 +235,40 @@ impl FailoverDrain {
             .cold
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Which server a connection reached, ordered from older to newer: its timeline, then a
+/// primary over a standby of the same timeline (what a failover moves to), then when its
+/// postmaster started (a restart).
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+pub(crate) struct Server {
+    timeline: i64,
+    writable: bool,
+    started: f64,
+}
+
+impl Server {
+    /// Asks the server. The timeline comes from the current WAL file's name on a primary (the
+    /// control file keeps the old one until the first checkpoint after a promotion), from the
+    /// control file on a standby. `None` when the server does not answer the question.
+    pub(crate) async fn of(conn: &mut PgConnection) -> Option<Server> {
+        let (timeline, writable, started): (i64, bool, f64) = sqlx::query_as(
+            "SELECT CASE WHEN pg_is_in_recovery() \
+                         THEN (SELECT timeline_id FROM pg_control_checkpoint())::bigint \
+                         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint \
+                    END, \
+                    NOT pg_is_in_recovery(), \
+                    extract(epoch FROM pg_postmaster_start_time())::float8",
+        )
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await
+        .ok()?;
+        Some(Server {
+            timeline,
+            writable,
+            started,
+        })
     }
 }

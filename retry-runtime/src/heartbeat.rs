@@ -5,12 +5,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection as _, PgPool};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
-use crate::drain::FailoverDrain;
+use crate::drain::{FailoverDrain, Server};
 use crate::sqlx09::sqlx;
 
 /// What the heartbeat last saw of the database.
@@ -41,7 +42,10 @@ struct Shared {
 /// retry runs now rather than after the longest delay drawn (each was granted by the retry
 /// budget already: waking adds no retries).
 ///
-/// It stops when the pool is closed or this handle is dropped.
+/// It stops when the pool is closed or this handle is dropped. It notices a change within about
+/// one interval: the recovery figures in BENCHMARKS.md were taken with a 25 ms heartbeat.
+/// Every `RECONNECT_EVERY` beats it connects afresh, so it follows an address that moved while
+/// the old server stayed up.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -56,6 +60,7 @@ struct Shared {
 /// let reachable = heartbeat.health().is_some_and(|health| health.reachable);
 /// # Ok(()) }
 /// ```
+#[must_use = "the heartbeat stops when its handle is dropped"]
 pub struct Heartbeat {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
@@ -64,6 +69,7 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Start the heartbeat of `pool` (on the current tokio runtime), draining through `drain`,
     /// which must be the one installed on the pool's options.
+    #[must_use = "the heartbeat stops when its handle is dropped"]
     pub fn spawn(pool: &PgPool, drain: &FailoverDrain, interval: Duration) -> Heartbeat {
         let shared = Arc::new(Shared::default());
         let task = tokio::spawn(beat(
@@ -99,29 +105,45 @@ impl std::fmt::Debug for Heartbeat {
     }
 }
 
-/// The server a connection reached, and whether it is in recovery.
-type Identity = (String, i64, bool);
+/// Beats between fresh connections.
+const RECONNECT_EVERY: u32 = 20;
 
 async fn beat(pool: PgPool, drain: FailoverDrain, interval: Duration, shared: Arc<Shared>) {
     let mut connection: Option<PgConnection> = None;
-    let mut server: Option<(String, i64)> = None;
+    let mut server: Option<Server> = None;
     let mut down = false;
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !pool.is_closed() {
-        ticks.tick().await;
+    let mut beats = 0u32;
+    loop {
         let started = Instant::now();
-        // No ping may take longer than the interval (a blackholed server would hold it).
-        let limit = interval.max(Duration::from_millis(500));
+        beats = beats.wrapping_add(1);
+        if beats % RECONNECT_EVERY == 0 {
+            if let Some(old) = connection.take() {
+                let _ = old.close().await;
+            }
+        }
+        // No ping may hold the beat up (a blackholed server would).
+        let limit = interval.max(Duration::from_millis(200));
         let result = tokio::time::timeout(limit, ping(&pool, &mut connection)).await;
         let health = match result {
-            Ok(Ok((start_time, timeline, in_recovery))) => {
-                let seen = (start_time, timeline);
-                // Another server than before: every older connection of the pool goes.
-                if server.as_ref().is_some_and(|known| *known != seen) {
+            Ok(Ok((seen, in_recovery))) => {
+                let newer = server.as_ref().is_some_and(|known| seen > *known);
+                if server.as_ref().is_none_or(|known| seen >= *known) {
+                    server = Some(seen);
+                }
+                let health = HeartbeatHealth {
+                    reachable: true,
+                    in_recovery,
+                    latency: Some(started.elapsed()),
+                    checked_at: Some(Instant::now()),
+                    error: None,
+                };
+                // Said before acting on it, so a reader who sees the drain sees this too.
+                *shared.health.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(health.clone());
+                // A newer server than before: every older connection of the pool goes.
+                if newer {
                     drain.drain();
                 }
-                server = Some(seen);
                 if std::mem::take(&mut down) {
                     tracing::info!(
                         target: "db_retry",
@@ -129,13 +151,7 @@ async fn beat(pool: PgPool, drain: FailoverDrain, interval: Duration, shared: Ar
                     );
                     crate::driver::recovered().notify_waiters();
                 }
-                HeartbeatHealth {
-                    reachable: true,
-                    in_recovery,
-                    latency: Some(started.elapsed()),
-                    checked_at: Some(Instant::now()),
-                    error: None,
-                }
+                health
             }
             failed => {
                 connection = None;
@@ -153,32 +169,56 @@ async fn beat(pool: PgPool, drain: FailoverDrain, interval: Duration, shared: Ar
             }
         };
         *shared.health.lock().unwrap_or_else(PoisonError::into_inner) = Some(health);
+        // The next beat, or the pool's closing, whichever comes first.
+        let next = interval.saturating_sub(started.elapsed());
+        if pool.is_closed() || tokio::time::timeout(next, pool.close_event()).await.is_ok() {
+            break;
+        }
     }
     if let Some(connection) = connection {
         let _ = connection.close().await;
     }
 }
 
+/// One ping: on the heartbeat's connection, and if that one is dead, at once on a new one (so
+/// a restarted server is seen in this beat, not the next).
 async fn ping(
     pool: &PgPool,
     connection: &mut Option<PgConnection>,
-) -> Result<Identity, sqlx::Error> {
-    if connection.is_none() {
-        *connection = Some(PgConnection::connect_with(&pool.connect_options()).await?);
+) -> Result<(Server, bool), sqlx::Error> {
+    let reused = connection.is_some();
+    match ask(pool, connection).await {
+        Err(_) if reused => ask(pool, connection).await,
+        result => result,
     }
-    let Some(conn) = connection.as_mut() else {
-        unreachable!("connected above");
+}
+
+async fn ask(
+    pool: &PgPool,
+    connection: &mut Option<PgConnection>,
+) -> Result<(Server, bool), sqlx::Error> {
+    let conn = match connection {
+        Some(conn) => conn,
+        None => connection.insert(PgConnection::connect_with(&pool.connect_options()).await?),
     };
-    let result = sqlx::query_as(
-        "SELECT pg_postmaster_start_time()::text, \
-                (SELECT timeline_id FROM pg_control_checkpoint())::bigint, \
-                pg_is_in_recovery()",
-    )
-    .persistent(false)
-    .fetch_one(&mut *conn)
-    .await;
-    if result.is_err() {
-        *connection = None;
+    let in_recovery = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
+        .persistent(false)
+        .fetch_one(&mut *conn)
+        .await;
+    let in_recovery = match in_recovery {
+        Ok(in_recovery) => in_recovery,
+        Err(error) => {
+            *connection = None;
+            return Err(error);
+        }
+    };
+    match Server::of(conn).await {
+        Some(server) => Ok((server, in_recovery)),
+        None => {
+            *connection = None;
+            Err(sqlx::Error::Protocol(
+                "the server did not say which server it is".into(),
+            ))
+        }
     }
-    result
 }

@@ -184,6 +184,13 @@ impl PgServerBuilder {
         let socket_dir = dir.path().join("socket");
         std::fs::create_dir(&socket_dir).expect("create socket dir");
         process::chown(&socket_dir, template.user);
+        for tool in ["pg_basebackup", "pg_ctl"] {
+            assert!(
+                process::is_executable(&template.bin.join(tool)),
+                "{tool} is missing from {}; {PACKAGE_HINT}",
+                template.bin.display()
+            );
+        }
         let mut basebackup = std::process::Command::new(template.bin.join("pg_basebackup"));
         basebackup
             .arg("-d")
@@ -200,7 +207,14 @@ impl PgServerBuilder {
         let daemon = Daemon::new(
             "postgres (standby)",
             template.bin.join("postgres"),
-            vec![OsString::from("-D"), data.clone().into_os_string()],
+            // On the command line too: it wins over a postgresql.auto.conf copied from the
+            // primary.
+            vec![
+                OsString::from("-D"),
+                data.clone().into_os_string(),
+                OsString::from("-c"),
+                OsString::from("synchronous_standby_names="),
+            ],
             template.user,
             dir.path().to_owned(),
             dir.path().join("server.log"),
