@@ -116,7 +116,7 @@ async fn beat(pool: PgPool, drain: FailoverDrain, interval: Duration, shared: Ar
     loop {
         let started = Instant::now();
         beats = beats.wrapping_add(1);
-        if beats % RECONNECT_EVERY == 0 {
+        if beats.is_multiple_of(RECONNECT_EVERY) {
             if let Some(old) = connection.take() {
                 let _ = old.close().await;
             }
