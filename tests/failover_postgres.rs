@@ -80,45 +80,13 @@ struct Outcome {
 }
 
 async fn replicating_pair() -> (PgServer, PgServer) {
-    // Synchronous only once the standby is there: before, every commit would wait for it.
-    let primary = PgServer::builder()
-        .setting("synchronous_commit", "on")
-        .start();
-    primary
-        .exec_admin(&format!(
-            "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
-             INSERT INTO accounts SELECT g, {OPENING_BALANCE} FROM generate_series(1, {ACCOUNTS}) g;
-             CREATE TABLE ledger (id bigint PRIMARY KEY, from_account int NOT NULL,
-                                  to_account int NOT NULL, amount bigint NOT NULL);"
-        ))
-        .await;
-    let standby = PgServer::builder()
-        .setting("synchronous_commit", "on")
-        .start_standby_of(&primary);
-    // Synchronous from here on: an acknowledged commit is on both.
-    primary
-        .exec_admin("ALTER SYSTEM SET synchronous_standby_names = '*'")
-        .await;
-    primary.exec_admin("SELECT pg_reload_conf()").await;
-    let mut admin: PgConnection = primary.admin().await;
-    let started = Instant::now();
-    loop {
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT sync_state FROM pg_stat_replication LIMIT 1")
-                .fetch_optional(&mut admin)
-                .await
-                .unwrap();
-        if state.as_deref() == Some("sync") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the standby never became synchronous ({state:?})\n--- standby log ---\n{}",
-            standby.log_tail(20)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (primary, standby)
+    PgServer::synchronous_pair(&format!(
+        "CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+         INSERT INTO accounts SELECT g, {OPENING_BALANCE} FROM generate_series(1, {ACCOUNTS}) g;
+         CREATE TABLE ledger (id bigint PRIMARY KEY, from_account int NOT NULL,
+                              to_account int NOT NULL, amount bigint NOT NULL);"
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

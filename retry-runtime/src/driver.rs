@@ -408,10 +408,25 @@ impl<E: Display + ?Sized> Display for Shown<'_, E> {
 /// [`Heartbeat`](crate::Heartbeat) that sees the database accept again after an outage ends
 /// the wait early, so recovery does not wait for the longest delay drawn.
 pub async fn sleep(delay: Duration) {
-    if !delay.is_zero() {
-        let _ = tokio::time::timeout(delay, recovered().notified()).await;
+    if delay.is_zero() {
+        return;
+    }
+    let until = Instant::now() + delay;
+    if tokio::time::timeout(delay, recovered().notified())
+        .await
+        .is_ok()
+    {
+        // Woken with every other sleeping retry: spread them over up to 50 ms (never past the
+        // delay drawn), so they do not reach the recovering database in the same instant.
+        let left = until.saturating_duration_since(Instant::now());
+        let spread = left.min(WAKE_SPREAD);
+        let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX);
+        tokio::time::sleep(Duration::from_nanos(fastrand::u64(0..=nanos))).await;
     }
 }
+
+/// How far apart a heartbeat's wake-up spreads the retries it wakes.
+const WAKE_SPREAD: Duration = Duration::from_millis(50);
 
 /// Woken when a heartbeat sees the database accept again.
 pub(crate) fn recovered() -> &'static tokio::sync::Notify {

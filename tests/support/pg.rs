@@ -311,6 +311,44 @@ impl PgServer {
         }
     }
 
+    /// A primary with `schema` applied and a hot standby replicating it synchronously (an
+    /// acknowledged commit is on both): the primary turns synchronous only once the standby is
+    /// attached, since before that every commit would wait for it. Returns once the primary
+    /// reports the standby as `sync`.
+    pub async fn synchronous_pair(schema: &str) -> (PgServer, PgServer) {
+        let primary = PgServer::builder()
+            .setting("synchronous_commit", "on")
+            .start();
+        primary.exec_admin(schema).await;
+        let standby = PgServer::builder()
+            .setting("synchronous_commit", "on")
+            .start_standby_of(&primary);
+        primary
+            .exec_admin("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            .await;
+        primary.exec_admin("SELECT pg_reload_conf()").await;
+        let mut admin: PgConnection = primary.admin().await;
+        let started = Instant::now();
+        loop {
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT sync_state FROM pg_stat_replication LIMIT 1")
+                    .fetch_optional(&mut admin)
+                    .await
+                    .unwrap();
+            if state.as_deref() == Some("sync") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the standby never became synchronous ({state:?})\n--- standby log ---\n{}",
+                standby.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = admin.close().await;
+        (primary, standby)
+    }
+
     /// Promotes this standby to a primary (`pg_ctl promote`, waiting until it accepts writes).
     pub fn promote(&self) {
         let template = template();
