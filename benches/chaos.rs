@@ -251,15 +251,9 @@ async fn recovery() {
             for _ in 0..RUNS {
                 runs.push(recovery_once(&server, &options, jitter).await);
             }
-            let shown: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
-            runs.sort_by(f64::total_cmp);
-            println!(
-                "| {jitter} | {} | {} | {:.0} | {:.0} |",
-                if heartbeat { "25 ms" } else { "none" },
-                shown.join(", "),
-                runs[RUNS / 2],
-                runs[RUNS - 1]
-            );
+            let (shown, median, worst) = support::bench::runs_median_worst(runs);
+            let heartbeat = if heartbeat { "25 ms" } else { "none" };
+            println!("| {jitter} | {heartbeat} | {shown} | {median:.0} | {worst:.0} |");
         }
         drop(watching);
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use db_retry::db_retry;
+use db_retry_test_kit::bench::runs_median_worst;
 use db_retry_test_kit::pg::PgServer;
 use db_retry_test_kit::proxy::FaultProxy;
 use sqlx::postgres::PgPoolOptions;
@@ -129,15 +130,9 @@ fn main() {
                 for _ in 0..RUNS {
                     runs.push(failover_once(jitter, heartbeat).await);
                 }
-                let shown: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
-                runs.sort_by(f64::total_cmp);
-                println!(
-                    "| {jitter} | {} | {} | {:.0} | {:.0} |",
-                    if heartbeat { "25 ms" } else { "none" },
-                    shown.join(", "),
-                    runs[RUNS / 2],
-                    runs[RUNS - 1]
-                );
+                let (shown, median, worst) = runs_median_worst(runs);
+                let heartbeat = if heartbeat { "25 ms" } else { "none" };
+                println!("| {jitter} | {heartbeat} | {shown} | {median:.0} | {worst:.0} |");
             }
         }
     });

@@ -1,8 +1,8 @@
 //! db-retry behind a real PgBouncer (Debian's package) in front of a throwaway PostgreSQL:
 //! a server restart under load in session and in transaction mode loses no idempotent call,
-//! every message PgBouncer sends meanwhile is classified as transient, and the two setups that
-//! refuse sqlx (a missing `ignore_startup_parameters`, sqlx's prepared statements in transaction
-//! mode) fail at once, without retries, with a hint that names the fix.
+//! every message PgBouncer sends meanwhile is classified as transient, and a PgBouncer without
+//! `ignore_startup_parameters` fails at once, without retries, with a hint that names the fix.
+//! (Transaction mode and sqlx's prepared statements: `pgbouncer_transaction_mode_postgres.rs`.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -197,50 +197,4 @@ async fn pgbouncer_without_ignore_startup_parameters_fails_at_once_naming_the_fi
         hint.contains("ignore_startup_parameters = extra_float_digits"),
         "{hint}"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transaction_mode_loses_sqlx_statements_and_says_what_works() {
-    let server = PgServer::start();
-    let bouncer = PgBouncer::builder(&server)
-        .mode(PoolMode::Transaction)
-        .pool_size(4)
-        .start();
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect_lazy(&bouncer.url())
-        .unwrap();
-
-    // Named statements, as sqlx prepares them by default: a share of concurrent calls fail,
-    // each at once, with the fix in its hint.
-    let attempts = Arc::new(AtomicU32::new(0));
-    let mut calls = Vec::new();
-    for _ in 0..200 {
-        let (pool, attempts) = (pool.clone(), attempts.clone());
-        calls.push(tokio::spawn(async move { counted(&pool, &attempts).await }));
-    }
-    let mut failed = 0;
-    for call in calls {
-        if let Err(error) = call.await.unwrap() {
-            failed += 1;
-            assert_eq!(error.classify(), ErrorClass::Permanent, "{error}");
-            let hint = configuration_hint(&error).unwrap_or_else(|| panic!("no hint for {error}"));
-            assert!(hint.contains("pool_mode = session"), "{hint}");
-        }
-    }
-    println!("named statements in transaction mode: {failed} of 200 failed");
-    assert!(failed > 0, "transaction mode must lose named statements");
-    assert_eq!(attempts.load(Ordering::SeqCst), 200, "none of them retried");
-
-    // What the hint recommends works: inside a transaction, unnamed statements.
-    let mut calls = Vec::new();
-    for n in 0..200i64 {
-        let pool = pool.clone();
-        calls.push(tokio::spawn(
-            async move { read_in_transaction(&pool, n).await },
-        ));
-    }
-    for (n, call) in calls.into_iter().enumerate() {
-        assert_eq!(call.await.unwrap().unwrap(), n as i64);
-    }
 }

@@ -16,8 +16,8 @@ pub const STARTUP_PARAMETER: &str = "PgBouncer refuses a startup parameter sqlx 
 pub const PREPARED_STATEMENTS: &str = "a pooler in transaction mode (PgBouncer's \
      `pool_mode = transaction`) runs a session's statements on different server connections, \
      which loses sqlx's prepared statements: use `pool_mode = session`, or PgBouncer 1.21 or \
-     newer with `max_prepared_statements`, or run each query inside a transaction \
-     (`#[transaction]`) with `.persistent(false)`";
+     newer with `max_prepared_statements`, or have every client of that PgBouncer run each \
+     query inside a transaction (`#[transaction]`) with `.persistent(false)`";
 
 /// The hint for a PostgreSQL error with `sqlstate` and `message`, if it is a setup problem.
 pub fn postgres_configuration_hint(sqlstate: &str, message: &str) -> Option<&'static str> {

@@ -37,3 +37,12 @@ pub fn median_ns(manifest_dir: &str, group: &str, name: &str) -> Option<f64> {
     let point = median.split("\"point_estimate\":").nth(1)?;
     point.split([',', '}']).next()?.trim().parse().ok()
 }
+
+/// A table row's cells for a set of runs in ms: the runs as measured, their median and the worst.
+pub fn runs_median_worst(mut runs: Vec<f64>) -> (String, f64, f64) {
+    let shown: Vec<String> = runs.iter().map(|run| format!("{run:.0}")).collect();
+    runs.sort_by(f64::total_cmp);
+    let median = runs.get(runs.len() / 2).copied().unwrap_or(f64::NAN);
+    let worst = runs.last().copied().unwrap_or(f64::NAN);
+    (shown.join(", "), median, worst)
+}
