@@ -416,20 +416,33 @@ mod postgres {
     const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
     /// The transaction's id, read inside the transaction (`NULL` for one that wrote nothing),
-    /// and which history the server is on: its timeline (`NULL` in recovery) and when it
-    /// started. A server that restarted since, or was promoted, may hand out the same ids again
-    /// (an id whose WAL never reached disk is not burnt), so only the same history can vouch for
-    /// an id.
+    /// which history the server is on (its timeline, `NULL` in recovery, and when it started),
+    /// and where its WAL ends: past every record the transaction wrote, short of its commit
+    /// record. A server that restarted since, or was promoted, may hand out the same ids again
+    /// (an id whose WAL never reached disk is not burnt), so only the same history can vouch
+    /// for an id, or a later timeline that split off after the transaction's records.
     const IDENTIFY: &str = "SELECT pg_current_xact_id_if_assigned()::text, \
          CASE WHEN pg_is_in_recovery() THEN NULL \
          ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END \
-         || '/' || pg_postmaster_start_time()::text";
-
-    /// What became of a transaction id, and the history of the server that answered.
-    const STATUS: &str = "SELECT pg_xact_status($1::text::xid8), \
+         || '/' || pg_postmaster_start_time()::text, \
          CASE WHEN pg_is_in_recovery() THEN NULL \
+         ELSE pg_current_wal_insert_lsn()::text END";
+
+    /// Where the timeline `$2` (hex) ends in the history of the server asked, which is on
+    /// timeline `$1` (hex): the point the two split. `NULL` when the file is not there; an error
+    /// without the right to read it (superuser or `pg_read_server_files`).
+    const SPLIT: &str = "SELECT split_part(line, E'\\t', 2) \
+         FROM regexp_split_to_table(pg_read_file('pg_wal/' || $1 || '.history'), E'\\n') AS line \
+         WHERE split_part(line, E'\\t', 1) ~ '^[0-9]+$' \
+           AND split_part(line, E'\\t', 1)::bigint = ('x' || $2)::bit(32)::bigint";
+
+    /// The history of the server asked, as `IDENTIFY` reads it.
+    const HISTORY: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
          ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END \
          || '/' || pg_postmaster_start_time()::text";
+
+    /// What became of a transaction id.
+    const STATUS: &str = "SELECT pg_xact_status($1::text::xid8)";
 
     impl VerifiedCommit for PgConnection {
         // A declared `Send` future rather than an `async fn`, which rustc cannot prove `Send`
@@ -443,9 +456,10 @@ mod postgres {
             async move {
                 // An aborted transaction (an error the body swallowed) fails this with 25P02:
                 // its COMMIT would only roll back, and sqlx would report that as success.
-                let (id, history): (Option<String>, Option<String>) = sqlx::query_as(IDENTIFY)
-                    .fetch_one(&mut *transaction)
-                    .await?;
+                let (id, history, written_to): (Option<String>, Option<String>, Option<String>) =
+                    sqlx::query_as(IDENTIFY)
+                        .fetch_one(&mut *transaction)
+                        .await?;
                 *phase = Phase::Commit;
                 let error = match transaction.commit().await {
                     Ok(()) => return Ok(()),
@@ -461,9 +475,13 @@ mod postgres {
                     *phase = Phase::Transaction;
                     return Err(error);
                 };
+                let ran_on = Ran {
+                    id: &id,
+                    history: history.as_deref(),
+                    written_to: written_to.as_deref(),
+                };
                 let resolution =
-                    tokio::time::timeout(RESOLVE_TIMEOUT, resolve(pool, &id, history.as_deref()))
-                        .await;
+                    tokio::time::timeout(RESOLVE_TIMEOUT, resolve(pool, &ran_on)).await;
                 match resolution {
                     Ok(Resolution::Committed) => Ok(()),
                     Ok(Resolution::Aborted) => {
@@ -483,37 +501,75 @@ mod postgres {
         Unknown,
     }
 
-    /// Ask the server what became of transaction `id`, on a connection of its own: the pool
+    /// Where a transaction ran: its id, the server's history, and the end of its WAL before
+    /// COMMIT.
+    struct Ran<'r> {
+        id: &'r str,
+        history: Option<&'r str>,
+        written_to: Option<&'r str>,
+    }
+
+    /// Ask the server what became of the transaction, on a connection of its own: the pool
     /// may be full (the lost connection is still checked out), and its slots are not this
     /// lookup's to take.
-    async fn resolve(pool: &PgPool, id: &str, history: Option<&str>) -> Resolution {
+    async fn resolve(pool: &PgPool, ran: &Ran<'_>) -> Resolution {
         let options = pool.connect_options();
-        let Ok(mut connection) = <PgConnection as sqlx::Connection>::connect_with(&options).await
-        else {
-            return Resolution::Unknown;
+        // The server may be between a failover's kill and its promotion: keep trying within
+        // the time the resolution has.
+        let mut connection = loop {
+            match <PgConnection as sqlx::Connection>::connect_with(&options).await {
+                Ok(connection) => break connection,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
         };
-        let resolution = ask(&mut connection, id, history).await;
+        let resolution = ask(&mut connection, ran).await;
         let _ = sqlx::Connection::close(connection).await;
         resolution
     }
 
-    async fn ask(connection: &mut PgConnection, id: &str, history: Option<&str>) -> Resolution {
+    /// A WAL position, `X/Y` in hex, as a number.
+    fn lsn(text: &str) -> Option<u64> {
+        let (high, low) = text.split_once('/')?;
+        Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
+    }
+
+    /// The timeline of a history `TTTTTTTT/start time`, in hex.
+    fn timeline(history: &str) -> Option<&str> {
+        history.split_once('/').map(|(timeline, _)| timeline)
+    }
+
+    async fn ask(connection: &mut PgConnection, ran: &Ran<'_>) -> Resolution {
+        let Some(history) = ran.history else {
+            return Resolution::Unknown;
+        };
+        let answered_on: Option<String> = match sqlx::query_scalar(HISTORY)
+            .fetch_one(&mut *connection)
+            .await
+        {
+            Ok(answered_on) => answered_on,
+            Err(_) => return Resolution::Unknown,
+        };
+        if answered_on.as_deref() != Some(history) {
+            // Another history: a promoted server on a later timeline can vouch for the id only
+            // if its timeline split off after the transaction's own records, which it then
+            // has, so it never handed the id out again. If it split off before them, the
+            // commit record, later still, is not in its history: nothing committed there.
+            match split_after_records(connection, ran, history, answered_on.as_deref()).await {
+                Some(true) => {}
+                Some(false) => return Resolution::Aborted,
+                None => return Resolution::Unknown,
+            }
+        }
         loop {
-            let answer: Result<(Option<String>, Option<String>), sqlx::Error> =
-                sqlx::query_as(STATUS)
-                    .bind(id)
-                    .fetch_one(&mut *connection)
-                    .await;
-            let Ok((Some(status), answered_on)) = answer else {
+            let status: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(STATUS)
+                .bind(ran.id)
+                .fetch_one(&mut *connection)
+                .await;
+            let Ok(Some(status)) = status else {
                 // The server is out of reach, or the id is not one it knows (22023, "in the
                 // future": a server that never saw it).
                 return Resolution::Unknown;
             };
-            // A server promoted or restarted since may have handed out the same id again for
-            // another transaction, so its answer about this one cannot be trusted.
-            if history.is_none() || answered_on.as_deref() != history {
-                return Resolution::Unknown;
-            }
             match status.as_str() {
                 "committed" => return Resolution::Committed,
                 "aborted" => return Resolution::Aborted,
@@ -522,6 +578,32 @@ mod postgres {
                 _ => return Resolution::Unknown,
             }
         }
+    }
+
+    /// Whether the server asked, on a later timeline, split from the transaction's timeline
+    /// after the transaction's records (`Some(false)`: before them); `None` when that cannot be
+    /// told (the same timeline restarted, the history unreadable).
+    async fn split_after_records(
+        connection: &mut PgConnection,
+        ran: &Ran<'_>,
+        history: &str,
+        answered_on: Option<&str>,
+    ) -> Option<bool> {
+        let ran_on = timeline(history)?;
+        let now_on = timeline(answered_on?)?;
+        let later = u32::from_str_radix(now_on, 16).ok()? > u32::from_str_radix(ran_on, 16).ok()?;
+        if !later {
+            return None;
+        }
+        let split: Option<String> = sqlx::query_scalar(SPLIT)
+            .bind(now_on)
+            .bind(ran_on)
+            .fetch_optional(&mut *connection)
+            .await
+            .ok()??;
+        let split = lsn(&split?)?;
+        let written_to = lsn(ran.written_to?)?;
+        Some(split > written_to)
     }
 }
 

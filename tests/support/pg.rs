@@ -178,6 +178,14 @@ impl PgServerBuilder {
     /// promoted standby that kept it would wait forever for a standby of its own. Waits until
     /// it answers.
     pub fn start_standby_of(self, primary: &PgServer) -> PgServer {
+        let address = primary.addr();
+        self.start_standby_via(address)
+    }
+
+    /// [`PgServerBuilder::start_standby_of`] a primary reached at `address` (a
+    /// [`FaultProxy`](super::proxy::FaultProxy) in front of it, say): the base backup and the
+    /// replication stream both go through it.
+    pub fn start_standby_via(self, address: SocketAddr) -> PgServer {
         let template = template();
         let dir = process::owned_tempdir("db-retry-pg-standby-", template.user);
         let data = dir.path().join("data");
@@ -195,8 +203,9 @@ impl PgServerBuilder {
         basebackup
             .arg("-d")
             .arg(format!(
-                "host=127.0.0.1 port={} user=postgres application_name=standby",
-                primary.port()
+                "host={} port={} user=postgres application_name=standby",
+                address.ip(),
+                address.port()
             ))
             .arg("-D")
             .arg(&data)
@@ -312,22 +321,34 @@ impl PgServer {
     }
 
     /// A primary with `schema` applied and a hot standby replicating it synchronously (an
-    /// acknowledged commit is on both): the primary turns synchronous only once the standby is
-    /// attached, since before that every commit would wait for it. Returns once the primary
-    /// reports the standby as `sync`.
+    /// acknowledged commit is on both). Returns once the primary reports the standby as `sync`.
     pub async fn synchronous_pair(schema: &str) -> (PgServer, PgServer) {
+        let primary = PgServer::primary_with(schema).await;
+        let standby = primary.attach_synchronous_standby(primary.addr()).await;
+        (primary, standby)
+    }
+
+    /// A primary (`synchronous_commit = on`) with `schema` applied, not yet synchronous.
+    pub async fn primary_with(schema: &str) -> PgServer {
         let primary = PgServer::builder()
             .setting("synchronous_commit", "on")
             .start();
         primary.exec_admin(schema).await;
+        primary
+    }
+
+    /// Starts a hot standby of this primary, replicating through `via` (this server's address,
+    /// or a proxy in front of it), and makes it synchronous: the primary turns synchronous
+    /// only once the standby is attached, since before that every commit would wait for it.
+    /// Returns once the primary reports the standby as `sync`.
+    pub async fn attach_synchronous_standby(&self, via: SocketAddr) -> PgServer {
         let standby = PgServer::builder()
             .setting("synchronous_commit", "on")
-            .start_standby_of(&primary);
-        primary
-            .exec_admin("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            .start_standby_via(via);
+        self.exec_admin("ALTER SYSTEM SET synchronous_standby_names = '*'")
             .await;
-        primary.exec_admin("SELECT pg_reload_conf()").await;
-        let mut admin: PgConnection = primary.admin().await;
+        self.exec_admin("SELECT pg_reload_conf()").await;
+        let mut admin: PgConnection = self.admin().await;
         let started = Instant::now();
         loop {
             let state: Option<String> =
@@ -346,7 +367,7 @@ impl PgServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = admin.close().await;
-        (primary, standby)
+        standby
     }
 
     /// Promotes this standby to a primary (`pg_ctl promote`, waiting until it accepts writes).

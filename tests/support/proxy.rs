@@ -26,6 +26,8 @@ enum Mode {
     ResetAfterBytes(u64),
     Latency(Duration),
     Blackhole,
+    /// Bytes from clients are held; bytes from servers flow.
+    HoldClientBytes,
     ResetFraction(f64),
     AroundClientBytes(&'static [u8], f64),
 }
@@ -138,6 +140,14 @@ impl FaultProxy {
         self.shared.mode.send_replace(Mode::Blackhole);
     }
 
+    /// A one-way partition: what clients send is held (as a partition would hold it) while
+    /// what servers send still arrives, on new and open connections alike, until another mode
+    /// is set. Through it, a standby keeps receiving WAL but its acknowledgements never reach
+    /// the primary.
+    pub fn hold_client_bytes(&self) {
+        self.shared.mode.send_replace(Mode::HoldClientBytes);
+    }
+
     /// Each connection accepted from now on is, with probability `p`, reset after a random
     /// number of response bytes in `0..=MAX_RANDOM_RESET_BYTES`. The choices come from a
     /// generator seeded with `seed`, so a run is reproducible for a given order of connects.
@@ -196,7 +206,11 @@ impl Shared {
                 let bytes = splitmix64(&mut state) % (MAX_RANDOM_RESET_BYTES + 1);
                 (roll < p).then_some(bytes)
             }
-            Mode::Pass | Mode::Latency(_) | Mode::Blackhole | Mode::AroundClientBytes(..) => None,
+            Mode::Pass
+            | Mode::Latency(_)
+            | Mode::Blackhole
+            | Mode::HoldClientBytes
+            | Mode::AroundClientBytes(..) => None,
         }
     }
 
@@ -348,6 +362,9 @@ async fn pump(
         }
         // During a partition, leave the bytes in the kernel's buffers.
         healed(&mut mode).await;
+        if !downstream {
+            let _ = mode.wait_for(|m| *m != Mode::HoldClientBytes).await;
+        }
         let mut n = from.read(&mut buf).await.map_err(|_| Outcome::Failed)?;
         if n == 0 {
             let _ = to.shutdown().await;
@@ -384,6 +401,9 @@ async fn pump(
         }
         // A partition that started while this chunk was in flight holds it too.
         healed(&mut mode).await;
+        if !downstream {
+            let _ = mode.wait_for(|m| *m != Mode::HoldClientBytes).await;
+        }
         to.write_all(&buf[..n]).await.map_err(|_| Outcome::Failed)?;
         copied += n as u64;
         if cut == Some(Cut::After) {
