@@ -424,22 +424,19 @@ mod postgres {
     const IDENTIFY: &str = "SELECT pg_current_xact_id_if_assigned()::text, \
          CASE WHEN pg_is_in_recovery() THEN NULL \
          ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END \
-         || '/' || pg_postmaster_start_time()::text, \
+         || '/' || extract(epoch FROM pg_postmaster_start_time())::text, \
          CASE WHEN pg_is_in_recovery() THEN NULL \
          ELSE pg_current_wal_insert_lsn()::text END";
 
-    /// Where the timeline `$2` (hex) ends in the history of the server asked, which is on
-    /// timeline `$1` (hex): the point the two split. `NULL` when the file is not there; an error
-    /// without the right to read it (superuser or `pg_read_server_files`).
-    const SPLIT: &str = "SELECT split_part(line, E'\\t', 2) \
-         FROM regexp_split_to_table(pg_read_file('pg_wal/' || $1 || '.history'), E'\\n') AS line \
-         WHERE split_part(line, E'\\t', 1) ~ '^[0-9]+$' \
-           AND split_part(line, E'\\t', 1)::bigint = ('x' || $2)::bit(32)::bigint";
+    /// The history file of timeline `$1` (hex) on the server asked: a line per ancestor
+    /// timeline, `number<TAB>switch point<TAB>reason`. Reading it needs a superuser or
+    /// `pg_read_server_files`.
+    const HISTORY_FILE: &str = "SELECT pg_read_file('pg_wal/' || $1 || '.history')";
 
     /// The history of the server asked, as `IDENTIFY` reads it.
     const HISTORY: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN NULL \
          ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END \
-         || '/' || pg_postmaster_start_time()::text";
+         || '/' || extract(epoch FROM pg_postmaster_start_time())::text";
 
     /// What became of a transaction id.
     const STATUS: &str = "SELECT pg_xact_status($1::text::xid8)";
@@ -542,12 +539,17 @@ mod postgres {
         let Some(history) = ran.history else {
             return Resolution::Unknown;
         };
-        let answered_on: Option<String> = match sqlx::query_scalar(HISTORY)
-            .fetch_one(&mut *connection)
-            .await
-        {
-            Ok(answered_on) => answered_on,
-            Err(_) => return Resolution::Unknown,
+        // A server still in recovery (a standby being promoted) has no history yet: ask again
+        // while the lookup has time.
+        let answered_on = loop {
+            match sqlx::query_scalar::<_, Option<String>>(HISTORY)
+                .fetch_one(&mut *connection)
+                .await
+            {
+                Ok(Some(answered_on)) => break Some(answered_on),
+                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) => return Resolution::Unknown,
+            }
         };
         if answered_on.as_deref() != Some(history) {
             // Another history: a promoted server on a later timeline can vouch for the id only
@@ -595,15 +597,39 @@ mod postgres {
         if !later {
             return None;
         }
-        let split: Option<String> = sqlx::query_scalar(SPLIT)
+        let file: String = sqlx::query_scalar(HISTORY_FILE)
             .bind(now_on)
-            .bind(ran_on)
-            .fetch_optional(&mut *connection)
+            .fetch_one(&mut *connection)
             .await
-            .ok()??;
-        let split = lsn(&split?)?;
+            .ok()?;
+        let split = split_point(&file, u32::from_str_radix(ran_on, 16).ok()?)?;
         let written_to = lsn(ran.written_to?)?;
         Some(split > written_to)
+    }
+
+    /// Where `timeline` ends in a timeline history file.
+    fn split_point(file: &str, timeline: u32) -> Option<u64> {
+        file.lines().find_map(|line| {
+            let mut fields = line.split('\t');
+            let number: u32 = fields.next()?.trim().parse().ok()?;
+            (number == timeline).then(|| lsn(fields.next()?.trim()))?
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::{lsn, split_point};
+
+        #[test]
+        fn the_split_point_of_each_ancestor_timeline_is_read_from_the_history() {
+            let file = "1\t0/3000158\tno recovery target specified\n\n\
+                        2\t0/5000000\tno recovery target specified\n";
+            assert_eq!(split_point(file, 1), lsn("0/3000158"));
+            assert_eq!(split_point(file, 2), Some(0x5000000));
+            assert_eq!(split_point(file, 3), None);
+            assert_eq!(lsn("1/0000000A"), Some((1 << 32) | 10));
+            assert_eq!(lsn("nonsense"), None);
+        }
     }
 }
 
