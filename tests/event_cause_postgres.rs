@@ -1,6 +1,7 @@
-//! The retry event names the error that decided the class, against a real PostgreSQL: a
-//! terminated backend behind an application error whose message hides it. A test binary of its
-//! own: tracing caches which events a callsite sends, and other tests emitting the same events
+//! The events name what a failed call met, against real servers: the error that decided the
+//! class (a terminated backend behind an application error whose message hides it), and the fix
+//! for a setup that refuses sqlx (PgBouncer without `ignore_startup_parameters`). A test binary
+//! of its own: tracing caches which events a callsite sends, and other tests emitting the same events
 //! without a subscriber on other threads would race with this one's.
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use db_retry::db_retry;
 use db_retry_test_kit::pg::{backend_pid, PgServer};
+use db_retry_test_kit::pgbouncer::PgBouncer;
 use sqlx::{PgConnection, PgPool};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -88,5 +90,53 @@ fn the_retry_event_names_the_error_the_wrapper_hides() {
     assert!(
         cause.starts_with("57P01: terminating connection due to administrator command"),
         "the SQLSTATE and message that decided the class: {cause}"
+    );
+}
+
+#[db_retry(max = 3, base = 1ms)]
+async fn one(pool: &PgPool) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("SELECT 1").fetch_one(pool).await
+}
+
+#[test]
+fn a_setup_that_refuses_sqlx_is_a_warn_with_the_fix() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let error = runtime.block_on(async {
+        let server = PgServer::start();
+        let bouncer = PgBouncer::builder(&server)
+            .without_ignore_startup_parameters()
+            .start_listening();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy(&bouncer.url())
+            .unwrap();
+        one(&pool).await.unwrap_err()
+    });
+    assert!(
+        error.to_string().contains("unsupported startup parameter"),
+        "{error}"
+    );
+    let events = recorder.0.lock().unwrap().clone();
+    let setup = events
+        .iter()
+        .find(|event| event.contains_key("hint"))
+        .unwrap_or_else(|| panic!("an event with the hint: {events:?}"));
+    assert_eq!(setup["class"], "permanent");
+    assert!(
+        setup["hint"].contains("ignore_startup_parameters = extra_float_digits"),
+        "{setup:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|event| event.contains_key("retry"))
+            .count(),
+        0,
+        "not retried: {events:?}"
     );
 }

@@ -42,24 +42,50 @@ async fn warm(pool: &PgPool, n: usize) {
     panic!("{} idle connections, not {n}", pool.num_idle());
 }
 
+/// How the drain is put on the pool.
+#[derive(Clone, Copy, PartialEq)]
+enum Drained {
+    No,
+    Installed,
+    /// Called from callbacks of the application's own, which count their calls.
+    FromOwnCallbacks,
+}
+
+static OWN_CALLBACKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 async fn pool_through(
     proxy: &FaultProxy,
     server: &PgServer,
-    drain: Option<&FailoverDrain>,
+    drain: &FailoverDrain,
+    drained: Drained,
 ) -> PgPool {
     let options = PgPoolOptions::new()
         .max_connections(10)
         .idle_timeout(None)
         .acquire_timeout(Duration::from_secs(2));
-    let options = match drain {
-        Some(drain) => drain.install(options),
-        None => options,
+    let options = match drained {
+        Drained::No => options,
+        Drained::Installed => drain.install(options),
+        Drained::FromOwnCallbacks => {
+            let (before, after) = (drain.clone(), drain.clone());
+            options
+                .before_acquire(move |conn, meta| {
+                    let drain = before.clone();
+                    Box::pin(async move {
+                        OWN_CALLBACKS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        drain.keeps(conn, &meta).await
+                    })
+                })
+                .after_connect(move |conn, _meta| {
+                    let drain = after.clone();
+                    Box::pin(async move { drain.connected(conn).await })
+                })
+        }
     };
     options.connect_lazy(&server.url_via(proxy.addr())).unwrap()
 }
-
 /// 20 writes after the address moved from the standby to the primary; returns how many failed.
-async fn writes_after_switch(with_drain: bool) -> usize {
+async fn writes_after_switch(drained: Drained) -> usize {
     let primary = PgServer::start();
     primary
         .exec_admin("CREATE TABLE notes (n int NOT NULL)")
@@ -67,7 +93,7 @@ async fn writes_after_switch(with_drain: bool) -> usize {
     let standby = PgServer::builder().start_standby_of(&primary);
     let proxy = FaultProxy::start(standby.addr()).await;
     let drain = FailoverDrain::new();
-    let pool = pool_through(&proxy, &primary, with_drain.then_some(&drain)).await;
+    let pool = pool_through(&proxy, &primary, &drain, drained).await;
     warm(&pool, 10).await;
 
     proxy.retarget(primary.addr());
@@ -91,7 +117,7 @@ async fn writes_after_switch(with_drain: bool) -> usize {
         20 - failed,
         "every write that succeeded is on the primary"
     );
-    if with_drain {
+    if drained != Drained::No {
         assert!(drain.drained_at().is_some(), "the drain saw the failover");
     }
     failed
@@ -99,8 +125,8 @@ async fn writes_after_switch(with_drain: bool) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_pool_writes_to_the_new_primary_and_an_undrained_one_keeps_failing() {
-    let with = writes_after_switch(true).await;
-    let without = writes_after_switch(false).await;
+    let with = writes_after_switch(Drained::Installed).await;
+    let without = writes_after_switch(Drained::No).await;
     println!("20 writes after the switch: {with} failed with the drain, {without} without");
     assert_eq!(with, 0, "with the drain, no write may fail");
     assert!(
@@ -150,7 +176,7 @@ async fn one_terminated_backend_does_not_drain_the_pool() {
         .await;
     let proxy = FaultProxy::start(server.addr()).await;
     let drain = FailoverDrain::new();
-    let pool = pool_through(&proxy, &server, Some(&drain)).await;
+    let pool = pool_through(&proxy, &server, &drain, Drained::Installed).await;
     warm(&pool, 3).await;
     let pid = {
         let mut conn = pool.acquire().await.unwrap();
@@ -165,5 +191,15 @@ async fn one_terminated_backend_does_not_drain_the_pool() {
         pool.size() >= 2,
         "the other connections stayed: {}",
         pool.size()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_works_from_the_applications_own_callbacks() {
+    let failed = writes_after_switch(Drained::FromOwnCallbacks).await;
+    assert_eq!(failed, 0);
+    assert!(
+        OWN_CALLBACKS.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the application's callback ran"
     );
 }
