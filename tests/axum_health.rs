@@ -120,7 +120,7 @@ async fn health_reports_unavailable_while_the_database_is_down() {
             .expect("service still up");
         let took = asked.elapsed();
         assert!(
-            took < Duration::from_millis(500),
+            took < Duration::from_secs(1),
             "health must answer promptly, took {took:?}"
         );
         if status != 200 || stopped.elapsed() > Duration::from_secs(3) {
