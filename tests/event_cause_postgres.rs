@@ -60,16 +60,24 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
     }
 }
 
-#[test]
-fn the_retry_event_names_the_error_the_wrapper_hides() {
+/// Runs `f` on a runtime of its own with a subscriber that records db-retry's events (their
+/// fields by name), and returns its output and the events.
+fn recorded<T>(f: impl std::future::Future<Output = T>) -> (T, Vec<BTreeMap<String, String>>) {
     let recorder = Recorder::default();
     let subscriber = tracing_subscriber::registry().with(recorder.clone());
     let _default = tracing::subscriber::set_default(subscriber);
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let output = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let answer = runtime.block_on(async {
+        .unwrap()
+        .block_on(f);
+    let events = recorder.0.lock().unwrap().clone();
+    (output, events)
+}
+
+#[test]
+fn the_retry_event_names_the_error_the_wrapper_hides() {
+    let (answer, events) = recorded(async {
         let server = PgServer::start();
         let pool: PgPool = server.pool(4).await;
         let attempts = AtomicU32::new(0);
@@ -77,7 +85,6 @@ fn the_retry_event_names_the_error_the_wrapper_hides() {
     });
 
     assert_eq!(answer.expect("the retry succeeds"), 42);
-    let events = recorder.0.lock().unwrap().clone();
     let retry = events
         .iter()
         .find(|event| event.contains_key("retry"))
@@ -100,14 +107,7 @@ async fn one(pool: &PgPool) -> Result<i32, sqlx::Error> {
 
 #[test]
 fn a_setup_that_refuses_sqlx_is_a_warn_with_the_fix() {
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _default = tracing::subscriber::set_default(subscriber);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let error = runtime.block_on(async {
+    let (error, events) = recorded(async {
         let server = PgServer::start();
         let bouncer = PgBouncer::builder(&server)
             .without_ignore_startup_parameters()
@@ -121,7 +121,6 @@ fn a_setup_that_refuses_sqlx_is_a_warn_with_the_fix() {
         error.to_string().contains("unsupported startup parameter"),
         "{error}"
     );
-    let events = recorder.0.lock().unwrap().clone();
     let setup = events
         .iter()
         .find(|event| event.contains_key("hint"))

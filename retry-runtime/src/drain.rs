@@ -96,8 +96,8 @@ struct Cold {
     server: Option<Server>,
     /// The read-only refusals already acted on.
     refusals_seen: u64,
-    /// Until when connections opened before `asking_since` are asked about recovery.
-    asking_until: Option<Instant>,
+    /// When the last read-only refusal was acted on: for `ASK_FOR` after it, connections
+    /// opened before it are asked about recovery.
     asking_since: Option<Instant>,
 }
 
@@ -142,12 +142,9 @@ impl FailoverDrain {
             if refusals != cold.refusals_seen {
                 cold.refusals_seen = refusals;
                 cold.asking_since = Some(now);
-                cold.asking_until = Some(now + ASK_FOR);
             }
-            match (cold.asking_since, cold.asking_until) {
-                (Some(since), Some(until)) if now < until => opened < since,
-                _ => false,
-            }
+            cold.asking_since
+                .is_some_and(|since| now < since + ASK_FOR && opened < since)
         };
         if !ask {
             return Ok(true);
@@ -249,6 +246,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// Whether it takes writes (a primary, not a standby in recovery).
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+
     /// Asks the server. The timeline comes from the current WAL file's name on a primary (the
     /// control file keeps the old one until the first checkpoint after a promotion), from the
     /// control file on a standby. `None` when the server does not answer the question.

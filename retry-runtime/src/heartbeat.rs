@@ -201,19 +201,12 @@ async fn ask(
         Some(conn) => conn,
         None => connection.insert(PgConnection::connect_with(&pool.connect_options()).await?),
     };
-    let in_recovery = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()")
-        .persistent(false)
-        .fetch_one(&mut *conn)
-        .await;
-    let in_recovery = match in_recovery {
-        Ok(in_recovery) => in_recovery,
-        Err(error) => {
-            *connection = None;
-            return Err(error);
-        }
-    };
+    // One round trip a beat: which server it is says whether it is in recovery too.
     match Server::of(conn).await {
-        Some(server) => Ok((server, in_recovery)),
+        Some(server) => {
+            let in_recovery = !server.writable();
+            Ok((server, in_recovery))
+        }
         None => {
             *connection = None;
             Err(sqlx::Error::Protocol(
